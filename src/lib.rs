@@ -1,0 +1,5 @@
+//! weir: stream processing on its own Kafka-compatible log.
+//!
+//! This facade re-exports weir's crates; see the README for the map.
+
+pub use weir_log as log;
