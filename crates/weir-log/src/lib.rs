@@ -18,6 +18,7 @@ pub mod batch;
 mod error;
 mod keys;
 mod log;
+mod metrics;
 pub mod topic;
 mod unit;
 mod writer;

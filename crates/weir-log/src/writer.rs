@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use crate::error::{LogError, Result};
 use crate::keys::{self, BATCHES, GROUP_OFFSETS, INDEX, IndexEntry, META, PARTITIONS, TOPICS};
 use crate::log::{Durability, PartitionHandle, TopicHandle};
+use crate::metrics::{TopicCounters, WriterMetrics};
 use crate::topic::{TopicConfig, TopicMeta};
 use crate::unit::{Appended, StateOp, Unit};
 
@@ -154,6 +155,10 @@ pub(crate) struct Writer {
     unsynced: bool,
     retention_interval: Option<Duration>,
     last_retention: Instant,
+    metrics: WriterMetrics,
+    counters: HashMap<String, TopicCounters>,
+    /// (topic, records, bytes) appended in the group being committed; counted once it commits.
+    group_counts: Vec<(String, u64, u64)>,
 }
 
 /// Reads topics and partition bounds as committed: at open, and after a failed commit.
@@ -175,13 +180,13 @@ pub(crate) fn load_state(db: &Database) -> Result<HashMap<String, TopicState>> {
         for p in 0..meta.partitions as u32 {
             let (log_start, next) = parts_table
                 .get(&keys::partition_key(meta.id, p))?
-                .map(|v| keys::decode_bounds(&v.value()))
+                .map(|v| keys::decode_bounds(v.value()))
                 .unwrap_or((0, 0));
             let mut bytes = 0u64;
             let lo = keys::batch_key(meta.id, p, 0);
             let hi = keys::batch_key(meta.id, p + 1, 0);
             for e in index.range::<&[u8; 16]>(&lo..&hi)? {
-                bytes += u64::from(IndexEntry::decode(&e?.1.value()).size);
+                bytes += u64::from(IndexEntry::decode(e?.1.value()).size);
             }
             parts.push(PartState {
                 log_start,
@@ -235,6 +240,9 @@ impl Writer {
             unsynced: false,
             retention_interval,
             last_retention: Instant::now(),
+            metrics: WriterMetrics::get(),
+            counters: HashMap::new(),
+            group_counts: Vec::new(),
         }
     }
 
@@ -312,9 +320,27 @@ impl Writer {
         let durable = force_sync || self.sync_due() || self.durability == Durability::Fsync;
         let mut pending = Vec::with_capacity(group.len());
         let mut changes = Vec::new();
+        let started = Instant::now();
         let result = self.apply_all(group, durable, &mut pending, &mut changes);
+        self.metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        let counts = std::mem::take(&mut self.group_counts);
         match result {
             Ok(()) => {
+                self.metrics.commits.inc();
+                let mut records = 0;
+                for (topic, n, bytes) in counts {
+                    records += n;
+                    let m = &self.metrics;
+                    let c = self
+                        .counters
+                        .entry(topic)
+                        .or_insert_with_key(|t| m.topic(t));
+                    c.records.inc_by(n);
+                    c.bytes.inc_by(bytes);
+                }
+                self.metrics.commit_records.observe(records as f64);
                 if durable {
                     self.last_sync = Instant::now();
                     self.unsynced = false;
@@ -327,6 +353,7 @@ impl Writer {
                 }
             }
             Err(e) => {
+                self.metrics.failures.inc();
                 tracing::error!(error = %e, "log commit failed; reloading committed state");
                 for p in pending {
                     p.fail(&e);
@@ -440,6 +467,7 @@ impl Writer {
                 let t = self.topics.get_mut(&a.topic).expect("checked above");
                 let part = &mut t.parts[p];
                 let first = part.next;
+                let (mut n, mut size) = (0u64, 0u64);
                 for (h, bytes) in &a.batches {
                     let base = part.next;
                     let key = keys::batch_key(id, p as u32, base);
@@ -457,6 +485,8 @@ impl Writer {
                     index.insert(&key, &entry.encode())?;
                     part.next = base + i64::from(h.last_offset_delta) + 1;
                     part.bytes += bytes.len() as u64;
+                    n += h.record_count as u64;
+                    size += bytes.len() as u64;
                 }
                 bounds.insert(
                     &keys::partition_key(id, p as u32),
@@ -466,6 +496,7 @@ impl Writer {
                     base_offset: first,
                     last_offset: part.next - 1,
                 });
+                self.group_counts.push((a.topic.clone(), n, size));
                 changes.push(Change::Partition(a.topic, p));
             }
         }
@@ -639,8 +670,8 @@ impl Writer {
         let mut removed_bytes = 0u64;
         for e in index.range::<&[u8; 16]>(&lo..&hi)? {
             let (k, v) = e?;
-            let entry = IndexEntry::decode(&v.value());
-            let base = keys::key_offset(&k.value());
+            let entry = IndexEntry::decode(v.value());
+            let base = keys::key_offset(k.value());
             if !doomed(left, &entry, base) {
                 new_start = Some(base);
                 break;
