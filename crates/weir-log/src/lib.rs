@@ -19,6 +19,7 @@ mod error;
 mod keys;
 mod log;
 mod metrics;
+mod producer;
 pub mod topic;
 mod unit;
 mod writer;

@@ -246,6 +246,7 @@ impl Log {
             topics,
             options.durability,
             options.retention_check_interval,
+            writer::load_producers(&db)?,
         );
         let writer = std::thread::Builder::new()
             .name("weir-log-writer".into())
@@ -413,6 +414,12 @@ impl Log {
     /// Makes every commit so far durable (an fsync), whatever the durability setting.
     pub fn sync(&self) -> Pending<()> {
         self.send(|reply| Request::Sync { reply })
+    }
+
+    /// A new idempotent producer id, never handed out before in this log (Kafka's
+    /// InitProducerId without a transactional id; the epoch is 0).
+    pub fn allocate_producer_id(&self) -> Pending<i64> {
+        self.send(|reply| Request::AllocateProducerId { reply })
     }
 
     /// A partition's bounds as last committed.
