@@ -31,6 +31,8 @@ pub(crate) fn log_error_code(e: &LogError) -> ResponseError {
             ResponseError::UnknownTopicOrPartition
         }
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         LogError::InvalidBatch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
         LogError::InvalidBatch(_) => ResponseError::CorruptMessage,
         LogError::InvalidTopicName { .. } => ResponseError::InvalidTopicException,

@@ -20,6 +20,7 @@
 mod config;
 mod error;
 pub mod frame;
+mod group;
 mod handlers;
 mod server;
 mod service;
