@@ -232,3 +232,51 @@ fn kcat_balanced_consumer_reads_everything_and_resumes_from_its_commits() {
         &got[..got.len().min(5)]
     );
 }
+
+#[test]
+fn kafka_python_producer_and_group_consumer_carry_on_across_a_broker_restart() {
+    let Some(py) = python_with("kafka") else {
+        return missing("Python module kafka (kafka-python)");
+    };
+    let mut broker = LiveBroker::start();
+    let mut child = Command::new(py)
+        .arg(script("group_restart_kafka_python.py"))
+        .args([&broker.addr.to_string(), "restarts", "2000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        let _ = tx.send(line);
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+        let _ = tx.send(rest);
+    });
+    let first = rx.recv_timeout(Duration::from_secs(40)).unwrap_or_default();
+    if first.trim() != "half" {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "the script did not get through the first half: {first:?}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    broker.restart();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = finish(
+        child,
+        "group_restart_kafka_python.py",
+        Duration::from_secs(50),
+    );
+    let rest = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+    assert!(
+        rest.contains("resumed: 2000 records read exactly once"),
+        "{rest}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

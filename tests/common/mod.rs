@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use weir_broker::{Broker, BrokerConfig};
 use weir_log::Log;
@@ -12,9 +13,10 @@ use weir_log::Log;
 /// A broker served from a background runtime for as long as the value lives.
 pub struct LiveBroker {
     pub addr: SocketAddr,
+    config: BrokerConfig,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl LiveBroker {
@@ -26,19 +28,33 @@ impl LiveBroker {
     /// A broker with `config` on a free port of 127.0.0.1.
     pub fn start_with(config: BrokerConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path()).unwrap();
+        let config = BrokerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            shutdown_grace: Duration::from_secs(1),
+            ..config
+        };
+        let mut broker = Self {
+            addr: config.listen,
+            config,
+            stop: None,
+            thread: None,
+            dir,
+        };
+        broker.serve();
+        broker
+    }
+
+    fn serve(&mut self) {
+        let log = Log::open(self.dir.path()).unwrap();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let config = self.config.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let config = BrokerConfig {
-                    listen: "127.0.0.1:0".parse().unwrap(),
-                    ..config
-                };
                 let broker = Broker::bind(log, config).await.unwrap();
                 addr_tx.send(broker.local_addr()).unwrap();
                 broker
@@ -47,24 +63,31 @@ impl LiveBroker {
                     .unwrap();
             });
         });
-        let addr = addr_rx.recv().unwrap();
-        Self {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
-            _dir: dir,
-        }
+        self.addr = addr_rx.recv().unwrap();
+        self.stop = Some(stop);
+        self.thread = Some(thread);
     }
-}
 
-impl Drop for LiveBroker {
-    fn drop(&mut self) {
+    fn shut_down(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+
+    /// Stops the broker, closing its log, and starts it again on the same port and data.
+    pub fn restart(&mut self) {
+        self.shut_down();
+        self.config.listen = self.addr;
+        self.serve();
+    }
+}
+
+impl Drop for LiveBroker {
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }
 

@@ -158,12 +158,13 @@ impl Service {
     /// Inside a tokio runtime it starts the task that expires silent group members; outside
     /// one, they expire when the next group request comes in.
     pub fn new(log: Log, config: BrokerConfig, advertised: (String, u16)) -> Self {
+        let groups = Groups::load(GroupSettings::default(), log.clone());
         let ctx = Arc::new(Ctx {
             log,
             config,
             host: advertised.0,
             port: i32::from(advertised.1),
-            groups: Groups::new(GroupSettings::default()),
+            groups,
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(group::drive(Arc::downgrade(&ctx)));

@@ -385,6 +385,11 @@ async fn members_join_sync_rebalance_leave_and_expire() {
     broker.stop().await;
 }
 
+async fn describe_group(c: &mut Conn, id: &str) -> String {
+    let req = DescribeGroupsRequest::default().with_groups(vec![group(id)]);
+    c.call(5, &req).await.groups[0].group_state.to_string()
+}
+
 fn sync_req_for(member: &str, generation: i32) -> SyncGroupRequest {
     SyncGroupRequest::default()
         .with_group_id(group("g"))
@@ -512,7 +517,8 @@ async fn offsets_round_trip_and_survive_a_restart() {
     drop((c, cm));
     broker.stop().await;
 
-    // After a restart the coordinator has forgotten the members, the log kept the offsets.
+    // After a restart the log still has the offsets, and the stable group: its member
+    // carries on in its generation without a rebalance.
     let broker = Running::start(dir.path()).await;
     let mut c = broker.connect().await;
     assert_eq!(fetch_all(&mut c, "g").await, [("t".into(), 0, 42)]);
@@ -520,13 +526,27 @@ async fn offsets_round_trip_and_survive_a_restart() {
         fetch_all(&mut c, "simple").await,
         [("t".into(), 0, 5), ("t".into(), 1, 7)]
     );
+    let listed = |r: ListGroupsResponse| -> Vec<(String, String)> {
+        r.groups
+            .iter()
+            .map(|g| (g.group_id.0.to_string(), g.group_state.to_string()))
+            .collect()
+    };
     let r = c.call(4, &ListGroupsRequest::default()).await;
-    let listed: Vec<(&str, &str)> = r
-        .groups
-        .iter()
-        .map(|g| (&*g.group_id.0, &*g.group_state))
-        .collect();
-    assert_eq!(listed, [("g", "Empty"), ("simple", "Empty")]);
+    assert_eq!(
+        listed(r),
+        [
+            ("g".into(), "Stable".into()),
+            ("simple".into(), "Empty".into())
+        ]
+    );
+    let hb = HeartbeatRequest::default()
+        .with_group_id(group("g"))
+        .with_member_id(s(&m))
+        .with_generation_id(1);
+    assert_eq!(c.call(4, &hb).await.error_code, 0);
+    let r = c.call(8, &commit_req("g", &m, 1, &[("t", 0, 43)])).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
     let r = c
         .call(
             5,
@@ -534,24 +554,37 @@ async fn offsets_round_trip_and_survive_a_restart() {
         )
         .await;
     assert_eq!(
-        (&*r.groups[0].group_state, r.groups[0].error_code),
-        ("Empty", 0)
+        (&*r.groups[0].group_state, r.groups[0].members.len()),
+        ("Stable", 1)
     );
     assert_eq!(&*r.groups[1].group_state, "Dead");
-    // The member's stale generation now gets ILLEGAL_GENERATION, so it rejoins.
-    let r = c.call(8, &commit_req("g", &m, 1, &[("t", 0, 43)])).await;
-    assert_eq!(
-        error(r.topics[0].partitions[0].error_code),
-        Some(ResponseError::IllegalGeneration)
-    );
-    let hb = HeartbeatRequest::default()
-        .with_group_id(group("g"))
-        .with_member_id(s(&m))
-        .with_generation_id(1);
+
+    // Silent past its session timeout, the member is gone, and so is the stored group.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while describe_group(&mut c, "g").await != "Empty" {
+        assert!(
+            Instant::now() < deadline,
+            "the restored member never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         error(c.call(4, &hb).await.error_code),
         Some(ResponseError::UnknownMemberId)
     );
+    drop(c);
+    broker.stop().await;
+    let broker = Running::start(dir.path()).await;
+    let mut c = broker.connect().await;
+    let r = c.call(4, &ListGroupsRequest::default()).await;
+    assert_eq!(
+        listed(r),
+        [
+            ("g".into(), "Empty".into()),
+            ("simple".into(), "Empty".into())
+        ]
+    );
+    assert_eq!(fetch_all(&mut c, "g").await, [("t".into(), 0, 43)]);
 
     // DeleteGroups drops a group's offsets; an unknown group is GROUP_ID_NOT_FOUND.
     let del =

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::snapshot::{GroupSnapshot, MemberSnapshot};
+
 /// Kafka error codes the coordinator answers with.
 pub mod code {
     /// No error.
@@ -249,6 +251,8 @@ pub struct Coordinator {
     settings: GroupSettings,
     groups: HashMap<String, Group>,
     next_member: u64,
+    /// The generation of each group as last handed out by [`Coordinator::take_changes`].
+    persisted: HashMap<String, i32>,
 }
 
 impl Coordinator {
@@ -258,6 +262,7 @@ impl Coordinator {
             settings,
             groups: HashMap::new(),
             next_member: 0,
+            persisted: HashMap::new(),
         }
     }
 
@@ -608,6 +613,72 @@ impl Coordinator {
         }
     }
 
+    /// Groups whose stable membership changed since the last call: a snapshot to store
+    /// for a group that became Stable in a new generation, `None` for one that emptied or
+    /// was deleted. Mid-rebalance states are not stored; a restart falls back to the last
+    /// stable generation and members that rejoined simply rejoin again.
+    pub(crate) fn take_changes(&mut self) -> Vec<(String, Option<GroupSnapshot>)> {
+        let mut out = Vec::new();
+        for (id, g) in &self.groups {
+            match g.state {
+                GroupState::Stable if self.persisted.get(id) != Some(&g.generation) => {
+                    self.persisted.insert(id.clone(), g.generation);
+                    out.push((id.clone(), Some(snapshot(g))));
+                }
+                GroupState::Empty if self.persisted.remove(id).is_some() => {
+                    out.push((id.clone(), None));
+                }
+                _ => {}
+            }
+        }
+        let gone: Vec<String> = self
+            .persisted
+            .keys()
+            .filter(|id| !self.groups.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.persisted.remove(&id);
+            out.push((id, None));
+        }
+        out
+    }
+
+    /// Brings back a group stored by [`Coordinator::take_changes`], as Stable; its members
+    /// count as heard of `now`, so those that are gone expire after their session timeout.
+    pub(crate) fn restore(&mut self, id: String, s: GroupSnapshot, now: Instant) {
+        let members = s
+            .members
+            .into_iter()
+            .map(|m| {
+                (
+                    m.id,
+                    Member {
+                        instance_id: m.instance_id,
+                        client_id: m.client_id,
+                        client_host: m.client_host,
+                        session_timeout: m.session_timeout,
+                        rebalance_timeout: m.rebalance_timeout,
+                        protocols: m.protocols,
+                        assignment: m.assignment,
+                        last_heartbeat: now,
+                        join_reply: None,
+                        sync_reply: None,
+                    },
+                )
+            })
+            .collect();
+        let mut g = Group::new();
+        g.state = GroupState::Stable;
+        g.generation = s.generation;
+        g.protocol_type = Some(s.protocol_type);
+        g.protocol = Some(s.protocol);
+        g.leader = Some(s.leader);
+        g.members = members;
+        self.persisted.insert(id.clone(), s.generation);
+        self.groups.insert(id, g);
+    }
+
     /// Whether a group has members (offset resets are refused then).
     pub fn has_members(&self, group: &str) -> bool {
         self.groups
@@ -625,6 +696,29 @@ impl Ord for GroupState {
 impl PartialOrd for GroupState {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
+    }
+}
+
+fn snapshot(g: &Group) -> GroupSnapshot {
+    GroupSnapshot {
+        generation: g.generation,
+        protocol_type: g.protocol_type.clone().unwrap_or_default(),
+        protocol: g.protocol.clone().unwrap_or_default(),
+        leader: g.leader.clone().unwrap_or_default(),
+        members: g
+            .members
+            .iter()
+            .map(|(id, m)| MemberSnapshot {
+                id: id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout: m.session_timeout,
+                rebalance_timeout: m.rebalance_timeout,
+                protocols: m.protocols.clone(),
+                assignment: m.assignment.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -1006,5 +1100,36 @@ mod tests {
         let b = first_join(&mut c, t0);
         let _wait = c.join(join(&b), t0);
         assert_eq!(c.check_commit("g", &a, 1), code::NONE);
+    }
+
+    #[test]
+    fn a_stable_group_survives_a_restart_through_its_snapshot() {
+        let mut c = Coordinator::new(GroupSettings::default());
+        let t0 = Instant::now();
+        let a = first_join(&mut c, t0);
+        now_answer(c.join(join(&a), t0));
+        assert!(c.take_changes().is_empty(), "nothing stored mid-rebalance");
+        now_answer(c.sync("g", &a, 1, vec![(a.clone(), Bytes::from_static(b"A"))], t0));
+        let changes = c.take_changes();
+        assert_eq!(changes.len(), 1);
+        assert!(c.take_changes().is_empty(), "each change once");
+        let (id, Some(snap)) = changes.into_iter().next().unwrap() else {
+            panic!("a snapshot")
+        };
+
+        let mut restarted = Coordinator::new(GroupSettings::default());
+        let t1 = t0 + Duration::from_secs(60);
+        restarted.restore(id, GroupSnapshot::decode(&snap.encode()).unwrap(), t1);
+        assert_eq!(restarted.heartbeat("g", &a, 1, t1), code::NONE);
+        assert_eq!(restarted.check_commit("g", &a, 1), code::NONE);
+        let d = restarted.describe("g").unwrap();
+        assert_eq!(
+            (d.state, d.members[0].assignment.as_ref()),
+            (GroupState::Stable, &b"A"[..])
+        );
+        // The member is gone for good: it expires, and the emptied group is forgotten.
+        restarted.tick(t1 + Duration::from_secs(11));
+        assert_eq!(restarted.describe("g").unwrap().state, GroupState::Empty);
+        assert_eq!(restarted.take_changes(), vec![("g".to_string(), None)]);
     }
 }
