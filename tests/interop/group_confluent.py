@@ -3,7 +3,8 @@
 Usage:
   python group_confluent.py create HOST:PORT TOPIC PARTITIONS
   python group_confluent.py produce HOST:PORT TOPIC PARTITIONS RECORDS
-      writes RECORDS records (values "0".."RECORDS-1"), round robin over the partitions.
+      writes RECORDS records (values "0".."RECORDS-1") with an idempotent producer, round
+      robin over the partitions.
   python group_confluent.py consume HOST:PORT TOPIC GROUP
       joins GROUP and reads; after each batch it prints "record I P O" per record, then
       commits synchronously. Prints "assigned P,P,..." on each assignment. Closes (leaving
@@ -27,7 +28,7 @@ def create(brokers, topic, partitions):
 
 
 def produce(brokers, topic, partitions, n):
-    p = Producer({"bootstrap.servers": brokers, "acks": "all", "linger.ms": 5})
+    p = Producer({"bootstrap.servers": brokers, "acks": "all", "linger.ms": 5, "enable.idempotence": True})
     errors = []
     for i in range(n):
         p.produce(topic, key=str(i).encode(), value=str(i).encode(), partition=i % partitions,
