@@ -879,3 +879,136 @@ async fn every_group_api_answers_at_every_served_version() {
         );
     }
 }
+
+mod damaged {
+    //! Group requests damaged on the wire: the service answers or closes, never panics.
+
+    use super::*;
+    use common::{reply, request_frame, service};
+    use proptest::prelude::*;
+    use weir_broker::{Handled, Reply, Service};
+
+    /// A representative request of each group API, encoded at `version` of its range
+    /// (clamped), as a frame without its length prefix.
+    fn valid_frame(api: usize, version: i16) -> Bytes {
+        let clamp = |k| {
+            let (lo, hi) = weir_broker::served_versions(k).unwrap();
+            version.clamp(lo, hi)
+        };
+        match api {
+            0 => {
+                let v = clamp(ApiKey::JoinGroup);
+                let mut r = join_req("m");
+                if v == 0 {
+                    r.rebalance_timeout_ms = -1;
+                }
+                request_frame(v, 1, &r)
+            }
+            1 => request_frame(
+                clamp(ApiKey::SyncGroup),
+                1,
+                &sync_req_for("m", 1).with_assignments(vec![
+                    SyncGroupRequestAssignment::default()
+                        .with_member_id(s("m"))
+                        .with_assignment(Bytes::from_static(b"abc")),
+                ]),
+            ),
+            2 => {
+                let v = clamp(ApiKey::OffsetCommit);
+                request_frame(v, 1, &commit_req("g", "m", 1, &[("t", 0, 1)]))
+            }
+            3 => {
+                let v = clamp(ApiKey::OffsetFetch);
+                let r = if v >= 8 {
+                    OffsetFetchRequest::default().with_groups(vec![
+                        OffsetFetchRequestGroup::default().with_group_id(group("g")),
+                    ])
+                } else {
+                    OffsetFetchRequest::default().with_group_id(group("g"))
+                };
+                request_frame(v, 1, &r)
+            }
+            4 => {
+                let v = clamp(ApiKey::LeaveGroup);
+                let r = LeaveGroupRequest::default().with_group_id(group("g"));
+                let r = if v >= 3 {
+                    r.with_members(vec![MemberIdentity::default().with_member_id(s("m"))])
+                } else {
+                    r.with_member_id(s("m"))
+                };
+                request_frame(v, 1, &r)
+            }
+            5 => request_frame(
+                clamp(ApiKey::DescribeGroups),
+                1,
+                &DescribeGroupsRequest::default().with_groups(vec![group("g")]),
+            ),
+            6 => request_frame(
+                clamp(ApiKey::DeleteGroups),
+                1,
+                &DeleteGroupsRequest::default().with_groups_names(vec![group("x")]),
+            ),
+            _ => request_frame(
+                clamp(ApiKey::Heartbeat),
+                1,
+                &HeartbeatRequest::default().with_group_id(group("g")),
+            ),
+        }
+    }
+
+    /// The reply, unless it waits (a join may wait for a rebalance; that it does not panic
+    /// is what counts).
+    fn answer(rt: &tokio::runtime::Runtime, svc: &Service, frame: Bytes) -> Option<Reply> {
+        match svc.handle(frame) {
+            Handled::Ready(r) => Some(r),
+            h @ Handled::Later(_) => rt.block_on(async {
+                tokio::time::timeout(Duration::from_millis(20), reply(h))
+                    .await
+                    .ok()
+            }),
+        }
+    }
+
+    #[test]
+    fn damaged_group_requests_never_panic() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        // One service for every case: damaged requests meet the state earlier ones left.
+        let (_d, svc) = rt.block_on(async { service(BrokerConfig::default()) });
+        let damage = (
+            0usize..8,
+            0i16..10,
+            proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            any::<Option<usize>>(),
+        );
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 1000,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        });
+        runner
+            .run(&damage, |(api, version, flips, cut)| {
+                let valid = valid_frame(api, version);
+                let undamaged = answer(&rt, &svc, valid.clone());
+                prop_assert!(
+                    matches!(undamaged, Some(Reply::Frame(_))),
+                    "the undamaged request is answered: {undamaged:?}"
+                );
+                let mut frame = valid.to_vec();
+                // Damage the body only: a damaged header is another test's business.
+                let header = 8;
+                for (at, byte) in flips {
+                    let i = header + at % (frame.len() - header);
+                    frame[i] = byte;
+                }
+                if let Some(c) = cut {
+                    frame.truncate(header + c % (frame.len() - header + 1));
+                }
+                answer(&rt, &svc, Bytes::from(frame));
+                Ok(())
+            })
+            .unwrap();
+    }
+}
