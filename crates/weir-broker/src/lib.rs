@@ -28,5 +28,6 @@ mod shape;
 
 pub use config::{BrokerConfig, DEFAULT_MAX_FRAME_BYTES};
 pub use error::BrokerError;
+pub use group::GroupSettings;
 pub use server::Broker;
 pub use service::{BoxFuture, Handled, Reply, SERVED, Service, served_versions};

@@ -17,7 +17,7 @@ use weir_log::{Log, LogError, TopicConfig, TopicMeta};
 
 use crate::config::BrokerConfig;
 use crate::frame::{PREFIX_LEN, seal};
-use crate::group::{self, GroupSettings, Groups};
+use crate::group::{self, Groups};
 use crate::handlers;
 use crate::shape;
 
@@ -158,7 +158,7 @@ impl Service {
     /// Inside a tokio runtime it starts the task that expires silent group members; outside
     /// one, they expire when the next group request comes in.
     pub fn new(log: Log, config: BrokerConfig, advertised: (String, u16)) -> Self {
-        let groups = Groups::load(GroupSettings::default(), log.clone());
+        let groups = Groups::load(config.groups.clone(), log.clone());
         let ctx = Arc::new(Ctx {
             log,
             config,

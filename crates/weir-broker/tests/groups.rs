@@ -1012,3 +1012,21 @@ mod damaged {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn group_settings_come_from_the_broker_config() {
+    let config = BrokerConfig {
+        groups: weir_broker::GroupSettings {
+            min_session_timeout: Duration::from_secs(6),
+            ..weir_broker::GroupSettings::default()
+        },
+        ..BrokerConfig::default()
+    };
+    let (_d, svc) = common::service(config);
+    let r = common::call(&svc, 5, &join_req("")).await;
+    assert_eq!(
+        error(r.error_code),
+        Some(ResponseError::InvalidSessionTimeout),
+        "a {SESSION_MS} ms session is below the configured 6 s minimum"
+    );
+}

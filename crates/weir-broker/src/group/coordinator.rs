@@ -40,14 +40,16 @@ pub mod code {
     pub const FENCED_INSTANCE_ID: i16 = 82;
 }
 
-/// Limits and delays, as Kafka's group.* broker settings.
-#[derive(Debug, Clone)]
+/// Limits and delays of consumer groups, as Kafka's `group.*` broker settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupSettings {
-    /// Smallest session timeout a member may ask for.
+    /// Smallest session timeout a member may ask for (`group.min.session.timeout.ms`).
     pub min_session_timeout: Duration,
-    /// Largest session timeout a member may ask for.
+    /// Largest session timeout a member may ask for (`group.max.session.timeout.ms`).
     pub max_session_timeout: Duration,
-    /// How long a new group waits for more members before its first generation.
+    /// How long a group starting from empty waits for more members before its first
+    /// generation (`group.initial.rebalance.delay.ms`; Kafka's default is 3 s, weir's 0 so
+    /// a lone consumer starts at once).
     pub initial_rebalance_delay: Duration,
 }
 

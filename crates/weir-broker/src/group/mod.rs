@@ -4,7 +4,8 @@
 pub(crate) mod coordinator;
 mod snapshot;
 
-pub(crate) use coordinator::{Answer, Coordinator, GroupSettings, GroupState, Join, Joined, code};
+pub use coordinator::GroupSettings;
+pub(crate) use coordinator::{Answer, Coordinator, GroupState, Join, Joined, code};
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, MutexGuard, Weak};
