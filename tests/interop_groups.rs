@@ -41,6 +41,16 @@ fn finish(mut child: std::process::Child, what: &str, limit: Duration) -> Output
 
 #[test]
 fn two_confluent_kafka_consumers_share_an_8_partition_topic_without_duplicates() {
+    confluent_consumers_share("range");
+}
+
+/// The same with librdkafka's incremental (KIP-429) rebalancing, over the classic protocol.
+#[test]
+fn two_confluent_kafka_cooperative_sticky_consumers_share_an_8_partition_topic() {
+    confluent_consumers_share("cooperative-sticky");
+}
+
+fn confluent_consumers_share(assignor: &str) {
     let Some(py) = python_with("confluent_kafka") else {
         return missing("Python module confluent_kafka");
     };
@@ -64,7 +74,7 @@ fn two_confluent_kafka_consumers_share_an_8_partition_topic_without_duplicates()
     let (tx, rx) = mpsc::channel::<(usize, String)>();
     let mut members: Vec<Child> = (0..2)
         .map(|m| {
-            let mut child = run(&["consume", &b, topic, "sharers"]);
+            let mut child = run(&["consume", &b, topic, "sharers", assignor]);
             let out = BufReader::new(child.stdout.take().unwrap());
             let tx = tx.clone();
             std::thread::spawn(move || {

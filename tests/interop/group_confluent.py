@@ -5,10 +5,11 @@ Usage:
   python group_confluent.py produce HOST:PORT TOPIC PARTITIONS RECORDS
       writes RECORDS records (values "0".."RECORDS-1") with an idempotent producer, round
       robin over the partitions.
-  python group_confluent.py consume HOST:PORT TOPIC GROUP
-      joins GROUP and reads; after each batch it prints "record I P O" per record, then
-      commits synchronously. Prints "assigned P,P,..." on each assignment. Closes (leaving
-      the group) when its stdin closes or says anything.
+  python group_confluent.py consume HOST:PORT TOPIC GROUP ASSIGNOR
+      joins GROUP with ASSIGNOR (range, roundrobin, cooperative-sticky) and reads; after
+      each batch it prints "record I P O" per record, then commits synchronously. Prints
+      "assigned P,P,..." whenever its assignment changes. Closes (leaving the group) when
+      its stdin closes or says anything.
 """
 import os
 import select
@@ -45,7 +46,7 @@ def told_to_stop():
     return bool(select.select([sys.stdin], [], [], 0)[0])
 
 
-def consume(brokers, topic, group):
+def consume(brokers, topic, group, assignor):
     config = {
         "bootstrap.servers": brokers,
         "group.id": group,
@@ -53,24 +54,25 @@ def consume(brokers, topic, group):
         "auto.offset.reset": "earliest",
         "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 300,
-        "partition.assignment.strategy": "range",
+        "partition.assignment.strategy": assignor,
     }
     if "WEIR_RDKAFKA_DEBUG" in os.environ:
         config["debug"] = os.environ["WEIR_RDKAFKA_DEBUG"]
     c = Consumer(config)
 
-    def on_assign(consumer, parts):
-        print("assigned " + ",".join(str(p.partition) for p in sorted(parts, key=lambda p: p.partition)),
-              flush=True)
-
-    c.subscribe([topic], on_assign=on_assign)
+    c.subscribe([topic])
     deadline = time.time() + DEADLINE_S
+    assigned = None
     while time.time() < deadline:
         if told_to_stop():
             c.close()
             print("closed", flush=True)
             return
         msgs = c.consume(num_messages=200, timeout=0.3)
+        now = sorted(tp.partition for tp in c.assignment())
+        if now != assigned:
+            assigned = now
+            print("assigned " + ",".join(map(str, now)), flush=True)
         batch = []
         for m in msgs:
             if m.error():
@@ -92,7 +94,7 @@ def main():
     elif role == "produce":
         produce(brokers, topic, int(sys.argv[4]), int(sys.argv[5]))
     else:
-        consume(brokers, topic, sys.argv[4])
+        consume(brokers, topic, sys.argv[4], sys.argv[5])
 
 
 if __name__ == "__main__":
