@@ -50,13 +50,66 @@ fn two_confluent_kafka_cooperative_sticky_consumers_share_an_8_partition_topic()
     confluent_consumers_share("cooperative-sticky");
 }
 
+/// What two consumer processes printed, as it arrives.
+struct Members {
+    children: Vec<Child>,
+    rx: mpsc::Receiver<(usize, String)>,
+    lines: [Vec<String>; 2],
+    assigned: [Vec<i32>; 2],
+    /// record -> (member, partition, offset); a record read twice fails the test.
+    seen: BTreeMap<usize, (usize, i32, i64)>,
+}
+
+impl Members {
+    /// Reads what the members print until `done` holds; fails after `limit`.
+    fn pump_until(&mut self, what: &str, limit: Duration, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok((m, line)) = self.rx.recv_timeout(left) else {
+                for c in &mut self.children {
+                    let _ = c.kill();
+                }
+                panic!(
+                    "{what}: not within {limit:?}; {} records read; output: {:?}",
+                    self.seen.len(),
+                    self.lines
+                );
+            };
+            let f: Vec<&str> = line.split(' ').collect();
+            match f[..] {
+                ["assigned", parts] => {
+                    self.assigned[m] = parts.split(',').filter_map(|p| p.parse().ok()).collect();
+                }
+                ["record", i, p, o] => {
+                    let (i, p, o) = (i.parse().unwrap(), p.parse().unwrap(), o.parse().unwrap());
+                    if let Some(first) = self.seen.insert(i, (m, p, o)) {
+                        panic!("record {i} read twice: {first:?} and {:?}", (m, p, o));
+                    }
+                }
+                _ => {}
+            }
+            self.lines[m].push(line);
+        }
+    }
+
+    /// Partitions each member read records from, among records `range`.
+    fn read_by(&self, range: std::ops::Range<usize>) -> [BTreeSet<i32>; 2] {
+        let mut by = [BTreeSet::new(), BTreeSet::new()];
+        for (_, (m, p, _)) in self.seen.range(range) {
+            by[*m].insert(*p);
+        }
+        by
+    }
+}
+
 fn confluent_consumers_share(assignor: &str) {
     let Some(py) = python_with("confluent_kafka") else {
         return missing("Python module confluent_kafka");
     };
     let broker = LiveBroker::start();
     let b = broker.addr.to_string();
-    let (topic, n) = ("shared", 4000usize);
+    let (topic, half) = ("shared", 2000usize);
     let run = |args: &[&str]| {
         Command::new(&py)
             .arg(script("group_confluent.py"))
@@ -67,12 +120,16 @@ fn confluent_consumers_share(assignor: &str) {
             .spawn()
             .unwrap()
     };
-    let limit = Duration::from_secs(40);
+    let produce = |from: usize, to: usize| {
+        let (from, to) = (from.to_string(), to.to_string());
+        let p = run(&["produce", &b, topic, "8", &from, &to]);
+        finish(p, "producer", Duration::from_secs(30));
+    };
+    let limit = Duration::from_secs(25);
     finish(run(&["create", &b, topic, "8"]), "create", limit);
 
-    // Both members join before there is anything to read, so neither reads alone.
     let (tx, rx) = mpsc::channel::<(usize, String)>();
-    let mut members: Vec<Child> = (0..2)
+    let children = (0..2)
         .map(|m| {
             let mut child = run(&["consume", &b, topic, "sharers", assignor]);
             let out = BufReader::new(child.stdout.take().unwrap());
@@ -86,73 +143,47 @@ fn confluent_consumers_share(assignor: &str) {
         })
         .collect();
     drop(tx);
-    let mut lines: [Vec<String>; 2] = [Vec::new(), Vec::new()];
-    let mut assigned: [Vec<i32>; 2] = [Vec::new(), Vec::new()];
-    let mut seen: BTreeMap<usize, (usize, i32, i64)> = BTreeMap::new();
-    let deadline = Instant::now() + limit;
-    let mut produced = false;
-    while seen.len() < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok((m, line)) = rx.recv_timeout(left) else {
-            for c in &mut members {
-                let _ = c.kill();
-            }
-            panic!(
-                "{} of {n} records read; output so far: {lines:?}",
-                seen.len()
-            );
-        };
-        let f: Vec<&str> = line.split(' ').collect();
-        match f[..] {
-            ["assigned", parts] => {
-                assigned[m] = parts.split(',').filter_map(|p| p.parse().ok()).collect();
-            }
-            ["record", i, p, o] => {
-                let (i, p, o) = (i.parse().unwrap(), p.parse().unwrap(), o.parse().unwrap());
-                if let Some(first) = seen.insert(i, (m, p, o)) {
-                    panic!("record {i} read twice: {first:?} and {:?}", (m, p, o));
-                }
-            }
-            _ => {}
-        }
-        lines[m].push(line);
-        let shared = assigned.iter().all(|a| !a.is_empty() && a.len() < 8);
-        if shared && !produced {
-            finish(
-                run(&["produce", &b, topic, "8", &n.to_string()]),
-                "producer",
-                limit,
-            );
-            produced = true;
-        }
-    }
-    // Stop both: closing stdin tells them to close (and leave the group).
-    let outputs: Vec<String> = members
-        .into_iter()
-        .enumerate()
-        .map(|(m, mut c)| {
-            drop(c.stdin.take());
-            finish(c, &format!("consumer {m}"), limit);
-            lines[m].join("\n")
-        })
-        .collect();
-    assert!(seen.keys().copied().eq(0..n));
-    let mut read_by = [BTreeSet::new(), BTreeSet::new()];
-    for (m, p, _) in seen.values() {
-        read_by[*m].insert(*p);
-    }
-    for (m, parts) in read_by.iter().enumerate() {
+    let mut members = Members {
+        children,
+        rx,
+        lines: [Vec::new(), Vec::new()],
+        assigned: [Vec::new(), Vec::new()],
+        seen: BTreeMap::new(),
+    };
+    // Both members join before there is anything to read, so neither reads alone.
+    members.pump_until("both members assigned", limit, |m| {
+        m.assigned.iter().all(|a| !a.is_empty() && a.len() < 8)
+    });
+    produce(0, half);
+    members.pump_until("first half read", limit, |m| m.seen.len() == half);
+    let [by0, by1] = members.read_by(0..half);
+    for (m, parts) in [&by0, &by1].into_iter().enumerate() {
         assert!(
             !parts.is_empty() && parts.len() < 8,
-            "member {m} read partitions {parts:?}; each should have some, neither all\n{}",
-            outputs[m]
+            "member {m} read partitions {parts:?}; each should have some, neither all\n{:?}",
+            members.lines[m]
         );
     }
     assert!(
-        read_by[0].is_disjoint(&read_by[1]),
+        by0.is_disjoint(&by1),
         "both members read from {:?}",
-        read_by[0].intersection(&read_by[1]).collect::<Vec<_>>()
+        by0.intersection(&by1)
     );
+
+    // Member 1 leaves (closing its consumer sends LeaveGroup): member 0 takes over its
+    // partitions and starts at member 1's commits.
+    let mut leaving = members.children.pop().unwrap();
+    drop(leaving.stdin.take());
+    finish(leaving, "consumer 1", limit);
+    produce(half, 2 * half);
+    members.pump_until("second half read", limit, |m| m.seen.len() == 2 * half);
+    let [by0, by1] = members.read_by(half..2 * half);
+    assert!(by1.is_empty(), "member 1 read after it left: {by1:?}");
+    assert_eq!(by0.len(), 8, "member 0 took over every partition: {by0:?}");
+    assert!(members.seen.keys().copied().eq(0..2 * half));
+    let mut last = members.children.pop().unwrap();
+    drop(last.stdin.take());
+    finish(last, "consumer 0", limit);
 }
 
 #[test]

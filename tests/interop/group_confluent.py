@@ -2,9 +2,9 @@
 
 Usage:
   python group_confluent.py create HOST:PORT TOPIC PARTITIONS
-  python group_confluent.py produce HOST:PORT TOPIC PARTITIONS RECORDS
-      writes RECORDS records (values "0".."RECORDS-1") with an idempotent producer, round
-      robin over the partitions.
+  python group_confluent.py produce HOST:PORT TOPIC PARTITIONS FROM TO
+      writes records valued FROM..TO-1 with an idempotent producer, round robin over the
+      partitions.
   python group_confluent.py consume HOST:PORT TOPIC GROUP ASSIGNOR
       joins GROUP with ASSIGNOR (range, roundrobin, cooperative-sticky) and reads; after
       each batch it prints "record I P O" per record, then commits synchronously. Prints
@@ -28,10 +28,10 @@ def create(brokers, topic, partitions):
         f.result()
 
 
-def produce(brokers, topic, partitions, n):
+def produce(brokers, topic, partitions, first, end):
     p = Producer({"bootstrap.servers": brokers, "acks": "all", "linger.ms": 5, "enable.idempotence": True})
     errors = []
-    for i in range(n):
+    for i in range(first, end):
         p.produce(topic, key=str(i).encode(), value=str(i).encode(), partition=i % partitions,
                   on_delivery=lambda err, msg: err and errors.append(err))
         if i % 500 == 0:
@@ -39,7 +39,7 @@ def produce(brokers, topic, partitions, n):
     left = p.flush(30)
     if left or errors:
         sys.exit(f"produce: {left} unflushed, errors {errors[:3]}")
-    print(f"produced {n}", flush=True)
+    print(f"produced {end - first}", flush=True)
 
 
 def told_to_stop():
@@ -92,7 +92,7 @@ def main():
     if role == "create":
         create(brokers, topic, int(sys.argv[4]))
     elif role == "produce":
-        produce(brokers, topic, int(sys.argv[4]), int(sys.argv[5]))
+        produce(brokers, topic, int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     else:
         consume(brokers, topic, sys.argv[4], sys.argv[5])
 
