@@ -51,7 +51,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batch_errors_map_to_corrupt_or_too_large() {
+    fn log_errors_map_to_their_kafka_codes() {
         let crc = LogError::InvalidBatch(BatchError::CrcMismatch {
             expected: 1,
             actual: 2,
@@ -65,5 +65,22 @@ mod tests {
             ResponseError::UnknownTopicOrPartition
         );
         assert!(log_error_code(&LogError::Closed).is_retriable());
+        let gap = LogError::OutOfOrderSequence {
+            topic: "t".into(),
+            partition: 0,
+            producer_id: 1,
+            expected: 5,
+            got: 9,
+        };
+        assert_eq!(
+            log_error_code(&gap),
+            ResponseError::OutOfOrderSequenceNumber
+        );
+        let zombie = LogError::InvalidProducerEpoch {
+            producer_id: 1,
+            epoch: 0,
+            current: 1,
+        };
+        assert_eq!(log_error_code(&zombie), ResponseError::InvalidProducerEpoch);
     }
 }
