@@ -540,3 +540,64 @@ async fn every_served_version_encodes() {
         );
     }
 }
+
+#[tokio::test]
+async fn compressed_batches_are_stored_and_served_as_sent() {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType,
+    };
+    let (_d, svc) = service(BrokerConfig::default());
+    create(&svc, "z", 1, &[]).await;
+    let records: Vec<Record> = (0..50)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            // kafka-protocol starts a new batch where offset - sequence changes.
+            sequence: i as i32,
+            timestamp: 1_000 + i,
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from(vec![b'v'; 200])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut next = 0;
+    for compression in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+        let sent = buf.freeze();
+        assert!(sent.len() < 50 * 200, "{compression:?} compresses");
+        let r = call(&svc, 9, &produce_req("z", 0, sent.clone(), -1)).await;
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, next), "{compression:?}");
+        let r = call(&svc, 12, &fetch_req("z", next, 0, 0)).await;
+        let mut got = r.responses[0].partitions[0].records.clone().unwrap();
+        let mut want = sent.to_vec();
+        want[..8].copy_from_slice(&next.to_be_bytes());
+        assert_eq!(
+            got.as_ref(),
+            &want[..],
+            "{compression:?} batch served as stored"
+        );
+        let back = RecordBatchDecoder::decode(&mut got).unwrap();
+        assert_eq!(back.records.len(), 50);
+        assert_eq!(back.records[7].key, records[7].key);
+        assert_eq!(back.records[7].offset, next + 7);
+        next += 50;
+    }
+}
