@@ -52,10 +52,12 @@ fn arg(i: usize, default: usize) -> usize {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (records, size, per_batch, conns) = (arg(1, 1_000_000), arg(2, 100), arg(3, 1000), arg(4, 4));
+    let (records, size, per_batch, conns) =
+        (arg(1, 1_000_000), arg(2, 100), arg(3, 1000), arg(4, 4));
     let dir = tempfile::tempdir()?;
     let log = Log::open(dir.path())?;
-    log.create_topic(TOPIC, 1, weir_log::TopicConfig::default()).await?;
+    log.create_topic(TOPIC, 1, weir_log::TopicConfig::default())
+        .await?;
     let config = BrokerConfig {
         listen: "127.0.0.1:0".parse()?,
         ..BrokerConfig::default()
@@ -134,7 +136,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut body = read_frame(&mut s).await;
         ResponseHeader::decode(&mut body, FetchResponse::header_version(11))?;
         let resp = FetchResponse::decode(&mut body, 11)?;
-        let mut recs = resp.responses[0].partitions[0].records.clone().unwrap_or_default();
+        let mut recs = resp.responses[0].partitions[0]
+            .records
+            .clone()
+            .unwrap_or_default();
         while recs.len() >= 61 {
             let base = (&recs[0..8]).get_i64();
             let len = (&recs[8..12]).get_i32() as usize + 12;

@@ -176,8 +176,8 @@ async fn rskafka_creates_produces_fetches_and_lists_offsets() {
         pc.get_offset(OffsetAt::Timestamp(ts(1_700_000_000_001)))
             .await
             .unwrap(),
-        0,
-        "the batch holding the timestamp (weir resolves timestamps per batch)"
+        1,
+        "the first record at or after the timestamp"
     );
     client
         .controller_client()

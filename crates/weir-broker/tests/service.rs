@@ -319,13 +319,32 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
                     .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(ts)]),
             ])
     };
-    for (ts, want) in [(-2, 0), (-1, 4), (1_500, 2), (500, 0), (9_999, -1)] {
+    let spread: Vec<_> = (0..3)
+        .map(|i| weir_log::Record::value(3_000 + i, "v"))
+        .collect();
+    let spread = Bytes::from(weir_log::batch::encode(&spread));
+    call(&svc, 9, &produce_req("t", 0, spread, 1)).await;
+    for (ts, want) in [
+        (-2, 0),
+        (-1, 7),
+        (1_500, 2),
+        (500, 0),
+        (3_001, 5),
+        (9_999, -1),
+    ] {
         let r = call(&svc, 6, &ask(ts)).await;
         let p = &r.topics[0].partitions[0];
         assert_eq!((p.error_code, p.offset), (0, want), "timestamp {ts}");
     }
     let r = call(&svc, 1, &ask(1_500)).await;
     assert_eq!(r.topics[0].partitions[0].timestamp, 2_000);
+    let r = call(&svc, 1, &ask(3_002)).await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(
+        (p.offset, p.timestamp),
+        (6, 3_002),
+        "exact record inside a batch"
+    );
 }
 
 #[tokio::test]
