@@ -451,6 +451,12 @@ async fn unserved_group_apis_get_an_error_response() {
         error(r.coordinators[0].error_code),
         Some(ResponseError::UnsupportedVersion)
     );
+    let r = call(&svc, 1, &SaslHandshakeRequest::default()).await;
+    assert_eq!(
+        error(r.error_code),
+        Some(ResponseError::UnsupportedSaslMechanism)
+    );
+    assert!(r.mechanisms.is_empty());
     // An API with no error field to set: the connection is closed, nothing panics.
     let frame = request_frame(8, 1, &OffsetCommitRequest::default());
     assert!(matches!(reply(svc.handle(frame)).await, Reply::Close(_)));
@@ -618,5 +624,36 @@ async fn compressed_batches_are_stored_and_served_as_sent() {
         assert_eq!(back.records[7].key, records[7].key);
         assert_eq!(back.records[7].offset, next + 7);
         next += 50;
+    }
+}
+
+/// The error responses of unserved APIs encode at every version the protocol library knows.
+#[tokio::test]
+async fn unserved_error_responses_encode_at_every_version() {
+    let (_d, svc) = service(BrokerConfig::default());
+    for api in [
+        ApiKey::JoinGroup,
+        ApiKey::SyncGroup,
+        ApiKey::Heartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::ListGroups,
+        ApiKey::DescribeCluster,
+        ApiKey::SaslHandshake,
+        ApiKey::FindCoordinator,
+    ] {
+        let range = api.valid_versions();
+        for v in range.min..=range.max.min(if api == ApiKey::FindCoordinator {
+            3
+        } else {
+            i16::MAX
+        }) {
+            let mut frame = (api as i16).to_be_bytes().to_vec();
+            frame.extend_from_slice(&v.to_be_bytes());
+            frame.extend_from_slice(&5i32.to_be_bytes());
+            match reply(svc.handle(Bytes::from(frame))).await {
+                Reply::Frame(f) => assert_eq!(&f[4..8], &5i32.to_be_bytes(), "{api:?} v{v}"),
+                other => panic!("{api:?} v{v}: {other:?}"),
+            }
+        }
     }
 }
