@@ -657,3 +657,33 @@ async fn unserved_error_responses_encode_at_every_version() {
         }
     }
 }
+
+#[tokio::test]
+async fn topics_by_id_in_metadata_and_delete() {
+    let (_d, svc) = service(BrokerConfig::default());
+    create(&svc, "byid", 1, &[]).await;
+    let id = uuid::Uuid::from_bytes(svc.log().topic("byid").unwrap().uuid);
+    let by_id = |id| {
+        MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default()
+                .with_name(None)
+                .with_topic_id(id),
+        ]))
+    };
+    let r = call(&svc, 12, &by_id(id)).await;
+    assert_eq!(r.topics[0].name.as_deref().map(|n| &**n), Some("byid"));
+    let r = call(&svc, 12, &by_id(uuid::Uuid::from_u128(7))).await;
+    assert_eq!(
+        error(r.topics[0].error_code),
+        Some(ResponseError::UnknownTopicId)
+    );
+    let del = DeleteTopicsRequest::default().with_topics(vec![
+        delete_topics_request::DeleteTopicState::default()
+            .with_name(None)
+            .with_topic_id(id),
+    ]);
+    let r = call(&svc, 6, &del).await;
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(r.responses[0].name.as_deref().map(|n| &**n), Some("byid"));
+    assert!(svc.log().topic("byid").is_none());
+}
