@@ -249,6 +249,13 @@ async fn produce_with_acks_zero_has_no_response_but_lands() {
     // A long poll sees it arrive.
     let r = call(&svc, 12, &fetch_req("t", 0, 5_000, 1)).await;
     assert_eq!(r.responses[0].partitions[0].high_watermark, 2);
+    // A failed acks=0 produce closes the connection (as Kafka does), so the producer notices.
+    let frame = request_frame(9, 2, &produce_req("t", 0, Bytes::from_static(b"bad"), 0));
+    let r = reply(svc.handle(frame)).await;
+    assert!(
+        matches!(r, Reply::Close(ref why) if why.contains("CorruptMessage")),
+        "{r:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
