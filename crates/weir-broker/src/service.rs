@@ -80,6 +80,7 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// The versions of `api` weir serves, if any.
@@ -241,6 +242,9 @@ impl Service {
             ApiKey::InitProducerId => {
                 run(corr, version, body, |r| handlers::producer_id::handle(c, r))
             }
+            ApiKey::DeleteRecords => run(corr, version, body, |r| {
+                handlers::delete_records::handle(c, r)
+            }),
             other => close(format!("{other:?} is listed as served but has no handler")),
         }
     }

@@ -142,6 +142,13 @@ const INIT_PRODUCER_ID: &[Field] = &[
     f(3, ALL, I16),
 ];
 
+const DELETE_RECORDS_PARTITION: &[Field] = &[f(0, ALL, I32), f(0, ALL, I64)];
+const DELETE_RECORDS_TOPIC: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(0, ALL, Ty::Array(DELETE_RECORDS_PARTITION)),
+];
+const DELETE_RECORDS: &[Field] = &[f(0, ALL, Ty::Array(DELETE_RECORDS_TOPIC)), f(0, ALL, I32)];
+
 const FIND_COORDINATOR: &[Field] = &[f(0, 3, Ty::Str), f(1, ALL, I8), f(4, ALL, Ty::StrArray)];
 
 /// The body schema of a request weir decodes, and the first flexible version.
@@ -157,6 +164,7 @@ fn schema(api: ApiKey) -> Option<(&'static [Field], i16)> {
         ApiKey::DescribeConfigs => (DESCRIBE_CONFIGS, 4),
         ApiKey::InitProducerId => (INIT_PRODUCER_ID, 2),
         ApiKey::FindCoordinator => (FIND_COORDINATOR, 3),
+        ApiKey::DeleteRecords => (DELETE_RECORDS, 2),
         _ => return None,
     })
 }
@@ -409,6 +417,16 @@ mod tests {
         check_all(&av, 0, 4);
         let md = MetadataRequest::default().with_topics(None);
         check_all(&md, 1, 13);
+        let dr = DeleteRecordsRequest::default().with_topics(vec![
+            delete_records_request::DeleteRecordsTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(vec![
+                    delete_records_request::DeleteRecordsPartition::default(
+                    );
+                    2
+                ]),
+        ]);
+        check_all(&dr, 0, 2);
         let fc = FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g")]);
         check_all(&fc, 4, 6);
         check_all(&FindCoordinatorRequest::default().with_key(s("g")), 0, 3);

@@ -694,3 +694,39 @@ async fn topics_by_id_in_metadata_and_delete() {
     assert_eq!(r.responses[0].name.as_deref().map(|n| &**n), Some("byid"));
     assert!(svc.log().topic("byid").is_none());
 }
+
+#[tokio::test]
+async fn delete_records_moves_the_log_start() {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    let (_d, svc) = service(BrokerConfig::default());
+    create(&svc, "dr", 1, &[]).await;
+    for _ in 0..3 {
+        call(&svc, 9, &produce_req("dr", 0, batch(2, 1), 1)).await;
+    }
+    let req = |offset: i64| {
+        DeleteRecordsRequest::default().with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(name("dr"))
+                .with_partitions(vec![DeleteRecordsPartition::default().with_offset(offset)]),
+        ])
+    };
+    for v in 0..=2 {
+        let r = call(&svc, v, &req(2)).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.low_watermark), (0, 2), "v{v}");
+    }
+    let r = call(&svc, 2, &req(99)).await;
+    assert_eq!(
+        error(r.topics[0].partitions[0].error_code),
+        Some(ResponseError::OffsetOutOfRange)
+    );
+    let r = call(&svc, 12, &fetch_req("dr", 0, 0, 0)).await;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(error(p.error_code), Some(ResponseError::OffsetOutOfRange));
+    assert_eq!(
+        p.log_start_offset, 2,
+        "fetch below the new log start is out of range"
+    );
+}
