@@ -13,12 +13,17 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use weir_log::{Log, Record, TopicConfig};
+use weir_log::{Durability, Log, LogOptions, Record, TopicConfig};
 
 /// The child reads its data directory from this variable...
 const DIR_ENV: &str = "WEIR_CRASH_DIR";
 /// ...and its round number (which makes its records unique) from this one.
 const ROUND_ENV: &str = "WEIR_CRASH_ROUND";
+/// When set, the child opens the log with `Durability::Interval(this many ms)`, appends for
+/// `APPEND_MS_ENV` ms, then stops and prints `IDLE` once a durable commit is due.
+const INTERVAL_ENV: &str = "WEIR_CRASH_INTERVAL_MS";
+const APPEND_MS_ENV: &str = "WEIR_CRASH_APPEND_MS";
+const IDLE: &str = "idle";
 const TOPIC: &str = "crash";
 const PARTITIONS: i32 = 2;
 /// Appending threads in the child; writer `w` appends to partition `w % PARTITIONS`, so two
@@ -62,9 +67,11 @@ impl Ack {
         )
     }
 
-    /// Parses a whole line the child printed; test harness chatter is not an ack.
+    /// Parses a whole line the child printed; test harness chatter is not an ack, but may
+    /// precede the first one on its line ("test crash_child ... ack 0 0 ...").
     fn parse(line: &str) -> Option<Self> {
-        let mut f = line.trim_end().strip_prefix("ack ")?.split(' ');
+        let (_, ack) = line.trim_end().split_once("ack ")?;
+        let mut f = ack.split(' ');
         let mut next = || f.next()?.parse::<i64>().ok();
         Some(Self {
             partition: next()? as i32,
@@ -78,15 +85,26 @@ impl Ack {
 }
 
 #[test]
-#[ignore = "the child process of acknowledged_appends_survive_sigkill, which starts it"]
+#[ignore = "the child process of the crash tests below, which start it"]
 fn crash_child() {
     let dir = std::env::var(DIR_ENV).expect("WEIR_CRASH_DIR names the data directory");
     let round: u64 = std::env::var(ROUND_ENV)
         .expect("WEIR_CRASH_ROUND is set")
         .parse()
         .expect("round is a number");
-    // Durability::Fsync, the default: an ack means the data is on disk.
-    let log = Log::open_with(&dir, common::test_options()).expect("child opens the log");
+    let interval: Option<u64> = std::env::var(INTERVAL_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let append_for = std::env::var(APPEND_MS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(CHILD_LIFETIME, Duration::from_millis);
+    let options = LogOptions {
+        // Durability::Fsync, the default, unless asked: an ack means the data is on disk.
+        durability: interval.map_or(Durability::Fsync, Durability::Interval),
+        ..common::test_options()
+    };
+    let log = Log::open_with(&dir, options).expect("child opens the log");
     let stdout = Arc::new(Mutex::new(std::io::stdout()));
     let started = Instant::now();
     let writers: Vec<_> = (0..WRITERS)
@@ -95,7 +113,7 @@ fn crash_child() {
             std::thread::spawn(move || {
                 let partition = (writer % PARTITIONS as u64) as i32;
                 for n in 0.. {
-                    if started.elapsed() > CHILD_LIFETIME {
+                    if started.elapsed() > append_for {
                         break;
                     }
                     let records = batch_records(round, writer, n);
@@ -121,10 +139,29 @@ fn crash_child() {
     for w in writers {
         w.join().expect("writer thread");
     }
+    if let Some(ms) = interval {
+        // The writer owes a durable commit `ms` after the last one; leave it ample time.
+        std::thread::sleep(Duration::from_millis(3 * ms + 200));
+        let mut out = stdout.lock().expect("stdout lock");
+        writeln!(out, "{IDLE}").expect("print idle");
+        out.flush().expect("flush idle");
+        drop(out);
+        // Stay alive (with the log open) until killed, or give up after the lifetime.
+        std::thread::sleep(CHILD_LIFETIME.saturating_sub(started.elapsed()));
+    }
 }
 
-/// Runs one child for `run_for`, kills it with SIGKILL and returns the acks it printed.
-fn run_child_and_kill(dir: &Path, round: u64, run_for: Duration) -> Vec<Ack> {
+/// When the parent kills the child.
+#[derive(Debug, Clone, Copy)]
+enum KillAt {
+    /// This long after starting it.
+    After(Duration),
+    /// As soon as it prints `IDLE`.
+    Idle,
+}
+
+/// Runs one child, kills it with SIGKILL as `kill_at` says and returns the acks it printed.
+fn run_child_and_kill(dir: &Path, round: u64, env: &[(&str, String)], kill_at: KillAt) -> Vec<Ack> {
     let exe = std::env::current_exe().expect("test binary path");
     let mut child = Command::new(exe)
         .args([
@@ -136,12 +173,14 @@ fn run_child_and_kill(dir: &Path, round: u64, run_for: Duration) -> Vec<Ack> {
         ])
         .env(DIR_ENV, dir)
         .env(ROUND_ENV, round.to_string())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn the child");
     let stdout = child.stdout.take().expect("piped stdout");
+    let (idle_tx, idle_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut acks = Vec::new();
         let mut r = BufReader::new(stdout);
@@ -149,15 +188,27 @@ fn run_child_and_kill(dir: &Path, round: u64, run_for: Duration) -> Vec<Ack> {
         // Only whole lines count: the kill may cut the last one short.
         while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
             if line.ends_with(b"\n")
-                && let Some(a) = std::str::from_utf8(&line).ok().and_then(Ack::parse)
+                && let Ok(text) = std::str::from_utf8(&line)
             {
-                acks.push(a);
+                if let Some(a) = Ack::parse(text) {
+                    acks.push(a);
+                } else if text.trim_end().ends_with(IDLE) {
+                    let _ = idle_tx.send(());
+                }
             }
             line.clear();
         }
         acks
     });
-    std::thread::sleep(run_for);
+    match kill_at {
+        KillAt::After(d) => std::thread::sleep(d),
+        KillAt::Idle => {
+            if idle_rx.recv_timeout(Duration::from_secs(15)).is_err() {
+                let _ = child.kill();
+                panic!("round {round}: the child never went idle");
+            }
+        }
+    }
     if let Some(status) = child.try_wait().expect("child status") {
         panic!("round {round}: the child exited by itself before the kill: {status}");
     }
@@ -239,7 +290,7 @@ fn acknowledged_appends_survive_sigkill() {
     let mut rounds_with_acks = 0;
     for round in 0..ROUNDS {
         let run_for = Duration::from_millis(rng.range(40, 400));
-        let new = run_child_and_kill(dir.path(), round, run_for);
+        let new = run_child_and_kill(dir.path(), round, &[], KillAt::After(run_for));
         rounds_with_acks += usize::from(!new.is_empty());
         acks.extend(new);
         let log = Log::open_with(dir.path(), common::test_options()).expect("reopen");
@@ -261,4 +312,35 @@ fn acknowledged_appends_survive_sigkill() {
         "crash test took {:?}",
         started.elapsed()
     );
+}
+
+/// What `Durability::Interval` promises: once the interval has passed with no new appends,
+/// every acknowledged append is on disk and survives SIGKILL. (Appends acknowledged inside the
+/// last interval may be lost; see `Durability::Interval`.)
+#[test]
+fn interval_durability_syncs_within_the_interval() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let log = Log::open_with(dir.path(), common::test_options()).expect("open");
+        log.create_topic(TOPIC, PARTITIONS, TopicConfig::default())
+            .wait()
+            .expect("create topic");
+    }
+    let env = [
+        (INTERVAL_ENV, "50".to_string()),
+        (APPEND_MS_ENV, "150".to_string()),
+    ];
+    let mut acks = Vec::new();
+    for round in 0..3 {
+        let new = run_child_and_kill(dir.path(), round, &env, KillAt::Idle);
+        assert!(!new.is_empty(), "round {round}: no append was acknowledged");
+        acks.extend(new);
+        let log = Log::open_with(dir.path(), common::test_options()).expect("reopen");
+        let stored = check(&log, &acks);
+        let acked: usize = acks.iter().map(|a| a.count).sum();
+        assert_eq!(
+            stored, acked,
+            "round {round}: every append was acknowledged"
+        );
+    }
 }
