@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use bytes::Bytes;
 use proptest::collection::vec;
@@ -13,8 +13,8 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use weir_log::batch::{self, StoredRecord};
 use weir_log::{
-    CommittedOffset, Durability, Log, LogError, LogOptions, PartitionBounds, Record, TopicConfig,
-    Unit,
+    Appended, CommittedOffset, Durability, Log, LogError, LogOptions, PartitionBounds, Record,
+    TopicConfig, Unit,
 };
 
 /// Topic names; the last is often not created, to exercise unknown topics.
@@ -68,6 +68,22 @@ enum Op {
     },
     DeleteTopic {
         topic: usize,
+    },
+    /// One atomic unit: appends of one or more batches each, and maybe an offset commit.
+    Unit {
+        appends: Vec<(usize, i32, Vec<Vec<Record>>)>,
+        offset: Option<(usize, usize, i32, i64)>,
+    },
+    OffsetForTimestamp {
+        topic: usize,
+        partition: i32,
+        timestamp: i64,
+    },
+    DeleteGroupOffsets {
+        group: usize,
+    },
+    ListGroupOffsets {
+        group: usize,
     },
     Reopen,
 }
@@ -152,6 +168,20 @@ fn op() -> impl Strategy<Value = Op> {
             }
         }),
         1 => topic().prop_map(|topic| Op::DeleteTopic { topic }),
+        3 => (
+            vec((topic(), partition(), vec(vec(record(), 1..4), 1..3)), 1..3),
+            proptest::option::of((0..GROUPS.len(), topic(), partition(), 0..50i64)),
+        )
+            .prop_map(|(appends, offset)| Op::Unit { appends, offset }),
+        1 => (topic(), partition(), 0..11_000i64).prop_map(|(topic, partition, t)| {
+            Op::OffsetForTimestamp {
+                topic,
+                partition,
+                timestamp: T0 + t,
+            }
+        }),
+        1 => (0..GROUPS.len()).prop_map(|group| Op::DeleteGroupOffsets { group }),
+        1 => (0..GROUPS.len()).prop_map(|group| Op::ListGroupOffsets { group }),
         1 => Just(Op::Reopen),
     ]
 }
@@ -196,6 +226,26 @@ impl ModelPartition {
             log_start: self.log_start,
             high_watermark: self.next,
             bytes: self.bytes(),
+        }
+    }
+
+    /// Appends one batch as the log does; returns where it landed.
+    fn push(&mut self, records: Vec<Record>) -> Appended {
+        let base = self.next;
+        let last = base + records.len() as i64 - 1;
+        let mut bytes = batch::encode(&records);
+        batch::set_base_offset(&mut bytes, base);
+        let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
+        self.batches.push_back(ModelBatch {
+            base,
+            records,
+            bytes,
+            max_timestamp,
+        });
+        self.next = last + 1;
+        Appended {
+            base_offset: base,
+            last_offset: last,
         }
     }
 
@@ -392,22 +442,7 @@ fn run(durability: Durability, ops: Vec<Op>) {
                     .append_records(TOPICS[topic], partition, &records)
                     .wait();
                 match model.part(TOPICS[topic], partition) {
-                    Target::Part(p) => {
-                        let at = got.expect("append");
-                        let base = p.next;
-                        let last = base + records.len() as i64 - 1;
-                        assert_eq!((at.base_offset, at.last_offset), (base, last));
-                        let mut bytes = batch::encode(&records);
-                        batch::set_base_offset(&mut bytes, base);
-                        let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
-                        p.batches.push_back(ModelBatch {
-                            base,
-                            records,
-                            bytes,
-                            max_timestamp,
-                        });
-                        p.next = last + 1;
-                    }
+                    Target::Part(p) => assert_eq!(got.expect("append"), p.push(records)),
                     unknown => assert_unknown(got, &unknown),
                 }
             }
@@ -510,6 +545,98 @@ fn run(durability: Durability, ops: Vec<Op>) {
                 } else {
                     assert!(matches!(got, Err(LogError::UnknownTopic(_))), "{got:?}");
                 }
+            }
+            Op::Unit { appends, offset } => {
+                let mut unit = Unit::new();
+                for (topic, partition, batches) in &appends {
+                    let payload: Vec<u8> = batches.iter().flat_map(|b| batch::encode(b)).collect();
+                    unit.append_batches(TOPICS[*topic], *partition, Bytes::from(payload));
+                }
+                let committed = offset.map(|(group, topic, partition, o)| {
+                    let c = CommittedOffset {
+                        offset: o,
+                        leader_epoch: 3,
+                        metadata: String::new(),
+                        commit_timestamp: T0,
+                    };
+                    unit.commit_offset(GROUPS[group], TOPICS[topic], partition, c.clone());
+                    (
+                        (
+                            GROUPS[group].to_string(),
+                            TOPICS[topic].to_string(),
+                            partition,
+                        ),
+                        c,
+                    )
+                });
+                let got = log.commit(unit).wait();
+                // The first append to a missing topic or partition refuses the whole unit.
+                let missing =
+                    appends
+                        .iter()
+                        .find_map(|(t, p, _)| match model.part(TOPICS[*t], *p) {
+                            Target::Part(_) => None,
+                            Target::UnknownTopic => Some(Target::UnknownTopic),
+                            Target::UnknownPartition => Some(Target::UnknownPartition),
+                        });
+                if let Some(missing) = missing {
+                    assert_unknown(got, &missing);
+                } else {
+                    let mut want = Vec::new();
+                    for (topic, partition, batches) in appends {
+                        let Target::Part(p) = model.part(TOPICS[topic], partition) else {
+                            unreachable!("checked above")
+                        };
+                        let landed: Vec<_> = batches.into_iter().map(|b| p.push(b)).collect();
+                        want.push(Appended {
+                            base_offset: landed[0].base_offset,
+                            last_offset: landed[landed.len() - 1].last_offset,
+                        });
+                    }
+                    assert_eq!(got.expect("unit"), want, "where the unit's appends landed");
+                    if let Some((key, c)) = committed {
+                        model.offsets.insert(key, c);
+                    }
+                }
+            }
+            Op::OffsetForTimestamp {
+                topic,
+                partition,
+                timestamp,
+            } => {
+                let got = log.offset_for_timestamp(TOPICS[topic], partition, timestamp);
+                match model.part(TOPICS[topic], partition) {
+                    Target::Part(p) => {
+                        let want = p
+                            .batches
+                            .iter()
+                            .find(|b| b.max_timestamp >= timestamp)
+                            .map(|b| (b.base, b.max_timestamp));
+                        assert_eq!(got.expect("offset for timestamp"), want, "at {timestamp}");
+                    }
+                    unknown => assert_unknown(got, &unknown),
+                }
+            }
+            Op::DeleteGroupOffsets { group } => {
+                let mut unit = Unit::new();
+                unit.delete_group_offsets(GROUPS[group]);
+                log.commit(unit).wait().expect("delete group offsets");
+                model.offsets.retain(|(g, _, _), _| g != GROUPS[group]);
+            }
+            Op::ListGroupOffsets { group } => {
+                let got = log.group_offsets(GROUPS[group]).expect("group offsets");
+                // Sorted as stored: by topic, then partition as an unsigned number.
+                let mut want: Vec<_> = model
+                    .offsets
+                    .iter()
+                    .filter(|((g, _, _), _)| g == GROUPS[group])
+                    .map(|((_, t, p), c)| (t.clone(), *p, c.clone()))
+                    .collect();
+                want.sort_by_key(|(t, p, _)| (t.clone(), *p as u32));
+                assert_eq!(got, want, "offsets of {}", GROUPS[group]);
+                let groups: BTreeSet<_> = model.offsets.keys().map(|(g, _, _)| g.clone()).collect();
+                let got = log.groups_with_offsets().expect("groups");
+                assert_eq!(got, groups.into_iter().collect::<Vec<_>>());
             }
             Op::Reopen => {
                 drop(log);
