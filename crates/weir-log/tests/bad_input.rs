@@ -154,6 +154,40 @@ fn empty_batch_is_refused() {
 }
 
 #[test]
+fn inconsistent_header_is_refused() {
+    let (_dir, log) = log_with_one_batch();
+    // Two records, but a last offset delta that claims 1 or 6: a Kafka broker refuses both
+    // ("inconsistent batch offset range"); storing the second would leave a hole in offsets.
+    for delta in [0i32, 5] {
+        let mut b = good_batch();
+        b[23..27].copy_from_slice(&delta.to_be_bytes());
+        fix_crc(&mut b);
+        let before = log.bounds(TOPIC, 0).unwrap();
+        let err = log.append(TOPIC, 0, Bytes::from(b)).wait().unwrap_err();
+        assert!(
+            matches!(err, LogError::InvalidBatch(BatchError::Inconsistent(_))),
+            "last offset delta {delta}: {err:?}"
+        );
+        assert_eq!(log.bounds(TOPIC, 0).unwrap(), before);
+        still_appends(&log, before.high_watermark);
+    }
+    // A negative length field, and one that ends the batch inside its own header.
+    let mut b = good_batch();
+    b[8..12].copy_from_slice(&(-1i32).to_be_bytes());
+    refused(&log, b, BatchError::Inconsistent("negative batch length"));
+    let mut b = good_batch();
+    b[8..12].copy_from_slice(&10i32.to_be_bytes());
+    refused(
+        &log,
+        b,
+        BatchError::Truncated {
+            needed: HEADER_LEN,
+            got: 22,
+        },
+    );
+}
+
+#[test]
 fn batch_over_max_message_bytes_is_refused() {
     let (_dir, log) = log_with_one_batch();
     let b = batch::encode(&[Record::value(3_000, vec![7u8; 1_200])]);
