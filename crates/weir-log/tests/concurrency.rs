@@ -5,7 +5,7 @@ mod common;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -63,10 +63,35 @@ async fn concurrent_appenders_keep_offsets_dense_and_their_order() {
             })
         })
         .collect();
+    // A reader beside them sees only whole, dense snapshots, and a watermark that only grows.
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (log, done) = (log.clone(), done.clone());
+        tokio::spawn(async move {
+            let (mut last_hw, mut reads) = (0, 0);
+            while !done.load(Ordering::Acquire) {
+                let f = log.read("shared", 0, 0, usize::MAX).expect("read");
+                assert!(f.high_watermark >= last_hw, "the high watermark went back");
+                let mut next = 0;
+                for b in common::split_batches(f.records) {
+                    let h = weir_log::batch::validate(&b, usize::MAX).expect("whole batch");
+                    assert_eq!(h.base_offset, next, "a hole or overlap in a snapshot");
+                    next = h.last_offset() + 1;
+                }
+                assert_eq!(next, f.high_watermark, "a snapshot ends at its hw");
+                last_hw = f.high_watermark;
+                reads += 1;
+                tokio::task::yield_now().await;
+            }
+            reads
+        })
+    };
     let mut results = Vec::new();
     for t in tasks {
         results.push(t.await.expect("task"));
     }
+    done.store(true, Ordering::Release);
+    assert!(reader.await.expect("reader") > 0, "the reader never read");
     let dumps: Vec<_> = (0..3)
         .map(|p| common::dump_partition(&log, "shared", p))
         .collect();
