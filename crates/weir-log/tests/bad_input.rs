@@ -10,7 +10,7 @@ use kafka_protocol::records::{
     Compression as KCompression, Record as KRecord, RecordBatchDecoder, RecordBatchEncoder,
     RecordEncodeOptions, TimestampType,
 };
-use weir_log::batch::{self, HEADER_LEN};
+use weir_log::batch::{self, HEADER_LEN, StoredRecord};
 use weir_log::{BatchError, Log, LogError, Record, TopicConfig};
 
 const TOPIC: &str = "input";
@@ -317,6 +317,21 @@ fn kafka_records() -> Vec<KRecord> {
         .collect()
 }
 
+/// A kafka-protocol record in weir-log's terms, at `offset`.
+fn as_stored(k: &KRecord, offset: i64) -> StoredRecord {
+    StoredRecord {
+        offset,
+        timestamp: k.timestamp,
+        key: k.key.clone(),
+        value: k.value.clone(),
+        headers: k
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect(),
+    }
+}
+
 #[test]
 fn accepts_batches_from_kafka_protocol() {
     let (_dir, log) = log_with_one_batch();
@@ -339,16 +354,8 @@ fn accepts_batches_from_kafka_protocol() {
         .unwrap();
     assert_eq!(got.len(), krecs.len());
     for (k, w) in krecs.iter().zip(&got) {
-        assert_eq!(w.offset, k.offset + 1);
-        assert_eq!(w.timestamp, k.timestamp);
-        assert_eq!(w.key, k.key);
-        assert_eq!(w.value, k.value);
-        let headers: Vec<_> = k
-            .headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.clone()))
-            .collect();
-        assert_eq!(w.headers, headers);
+        // The log put the batch at offset 1, after the first one.
+        assert_eq!(w, &as_stored(k, k.offset + 1));
     }
     common::dump_partition(&log, TOPIC, 0);
 }
@@ -378,16 +385,14 @@ fn kafka_protocol_decodes_what_weir_log_writes() {
         assert_eq!(set.compression, KCompression::None);
         assert_eq!(set.records.len(), recs.len());
         for (i, (k, r)) in set.records.iter().zip(&recs).enumerate() {
-            assert_eq!(k.offset, base + i as i64);
-            assert_eq!(k.timestamp, r.timestamp);
-            assert_eq!(k.key, r.key);
-            assert_eq!(k.value, r.value);
-            let headers: Vec<_> = k
-                .headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.clone()))
-                .collect();
-            assert_eq!(headers, r.headers);
+            let want = StoredRecord {
+                offset: base + i as i64,
+                timestamp: r.timestamp,
+                key: r.key.clone(),
+                value: r.value.clone(),
+                headers: r.headers.clone(),
+            };
+            assert_eq!(as_stored(k, k.offset), want);
         }
     };
     // As encoded, and as stored (with the base offset the log assigned).
