@@ -403,3 +403,15 @@ fn kafka_protocol_decodes_what_weir_log_writes() {
     assert_eq!(stored.batch_count, 1);
     check(stored.records, 1);
 }
+
+#[test]
+fn a_log_open_elsewhere_is_refused_with_a_reason() {
+    let (dir, log) = log_with_one_batch();
+    let err = Log::open(dir.path()).expect_err("the same log opened twice");
+    assert!(
+        matches!(&err, LogError::Storage(m) if m.contains("already open")),
+        "{err:?}"
+    );
+    // The first handle is unharmed.
+    still_appends(&log, 1);
+}
