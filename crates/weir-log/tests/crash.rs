@@ -1,6 +1,7 @@
 //! Crash test: a child process appends in a loop and prints every acknowledged append; the
 //! test kills it with SIGKILL at random moments, reopens the log and checks that every
-//! acknowledged record is there, offsets are dense, and every stored batch passes its CRC.
+//! acknowledged record is there, offsets are dense, every stored batch passes its CRC, and
+//! no atomic unit (append + offset commit + state put) is torn.
 //!
 //! The child is this test binary run again with `--exact crash_child`, so no extra build
 //! target is needed. Replay a run with the `WEIR_TEST_SEED` it prints.
@@ -13,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use weir_log::{Durability, Log, LogOptions, Record, TopicConfig};
+use weir_log::{CommittedOffset, Durability, Log, LogOptions, Record, TopicConfig, Unit};
 
 /// The child reads its data directory from this variable...
 const DIR_ENV: &str = "WEIR_CRASH_DIR";
@@ -27,8 +28,13 @@ const IDLE: &str = "idle";
 const TOPIC: &str = "crash";
 const PARTITIONS: i32 = 2;
 /// Appending threads in the child; writer `w` appends to partition `w % PARTITIONS`, so two
-/// share partition 0 and their appends meet in the writer's group commits.
-const WRITERS: u64 = 3;
+/// share each partition and their appends meet in the writer's group commits.
+const WRITERS: u64 = 4;
+/// This writer commits units: its append, an offset commit and a state put, all naming the
+/// append, so a torn unit shows after a crash.
+const UNIT_WRITER: u64 = 3;
+const GROUP: &str = "crash-group";
+const STATE_TABLE: &str = "crash-state";
 const ROUNDS: u64 = 24;
 /// A child left behind by a dead parent stops by itself after this long.
 const CHILD_LIFETIME: Duration = Duration::from_secs(20);
@@ -117,10 +123,28 @@ fn crash_child() {
                         break;
                     }
                     let records = batch_records(round, writer, n);
-                    let at = log
-                        .append_records(TOPIC, partition, &records)
-                        .wait()
-                        .expect("child append");
+                    let at = if writer == UNIT_WRITER {
+                        let id = format!("{round}/{writer}/{n}");
+                        let mut unit = Unit::new();
+                        unit.append_records(TOPIC, partition, &records)
+                            .commit_offset(
+                                GROUP,
+                                TOPIC,
+                                partition,
+                                CommittedOffset {
+                                    offset: n as i64,
+                                    leader_epoch: -1,
+                                    metadata: id.clone(),
+                                    commit_timestamp: T0,
+                                },
+                            )
+                            .state_put(STATE_TABLE, b"last", id.as_bytes());
+                        log.commit(unit).wait().expect("child unit")[0]
+                    } else {
+                        log.append_records(TOPIC, partition, &records)
+                            .wait()
+                            .expect("child append")
+                    };
                     let ack = Ack {
                         partition,
                         base_offset: at.base_offset,
@@ -272,7 +296,56 @@ fn check(log: &Log, acks: &[Ack]) -> usize {
         }
         stored += dump.records.len();
     }
+    check_units(log, acks);
     stored
+}
+
+/// The unit writer's last committed unit is whole: its offset commit, its state put and its
+/// append all name the same append, which is at least the last one acknowledged.
+fn check_units(log: &Log, acks: &[Ack]) {
+    let partition = (UNIT_WRITER % PARTITIONS as u64) as i32;
+    let committed = log
+        .committed_offset(GROUP, TOPIC, partition)
+        .expect("offset");
+    let state = log.state_get(STATE_TABLE, b"last").expect("state");
+    let last_acked = acks
+        .iter()
+        .filter(|a| a.writer == UNIT_WRITER)
+        .map(|a| (a.round, a.n))
+        .max();
+    let (c, s) = match (committed, state) {
+        (None, None) => {
+            assert_eq!(last_acked, None, "an acknowledged unit is missing");
+            return;
+        }
+        (Some(c), Some(s)) => (c, s),
+        (c, s) => panic!("torn unit: offset {c:?}, state {s:?}"),
+    };
+    assert_eq!(
+        c.metadata.as_bytes(),
+        s,
+        "torn unit: offset and state disagree"
+    );
+    let id: Vec<u64> = c
+        .metadata
+        .split('/')
+        .map(|x| x.parse().expect("unit id"))
+        .collect();
+    assert_eq!((id[1], c.offset), (UNIT_WRITER, id[2] as i64), "{c:?}");
+    assert!(
+        Some((id[0], id[2])) >= last_acked,
+        "unit {id:?} is stored, but {last_acked:?} was acknowledged"
+    );
+    let first_value = format!("{}/0/", c.metadata);
+    let dump = common::dump_partition(log, TOPIC, partition);
+    assert!(
+        dump.records.iter().any(|r| r
+            .value
+            .as_deref()
+            .is_some_and(|v| v.starts_with(first_value.as_bytes()))),
+        "torn unit: offset and state name {}, whose append is not stored",
+        c.metadata
+    );
 }
 
 #[test]
