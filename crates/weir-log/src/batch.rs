@@ -179,9 +179,11 @@ pub fn validate(bytes: &[u8], max_size: usize) -> Result<BatchHeader, BatchError
     if h.record_count <= 0 {
         return Err(BatchError::Empty);
     }
-    if h.last_offset_delta < 0 || (!h.is_control() && h.last_offset_delta < h.record_count - 1) {
+    // A producer's records have consecutive offsets, as Kafka requires: a larger delta would
+    // leave a hole in the partition's offsets.
+    if h.last_offset_delta < 0 || (!h.is_control() && h.last_offset_delta != h.record_count - 1) {
         return Err(BatchError::Inconsistent(
-            "last offset delta is below record count - 1",
+            "last offset delta is not record count - 1",
         ));
     }
     Ok(h)
