@@ -193,11 +193,13 @@ async fn a_unit_commits_all_or_nothing() {
         [
             Appended {
                 base_offset: 0,
-                last_offset: 0
+                last_offset: 0,
+                duplicate: false
             },
             Appended {
                 base_offset: 0,
-                last_offset: 1
+                last_offset: 1,
+                duplicate: false
             }
         ]
     );

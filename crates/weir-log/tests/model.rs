@@ -246,6 +246,7 @@ impl ModelPartition {
         Appended {
             base_offset: base,
             last_offset: last,
+            duplicate: false,
         }
     }
 
@@ -591,6 +592,7 @@ fn run(durability: Durability, ops: Vec<Op>) {
                         want.push(Appended {
                             base_offset: landed[0].base_offset,
                             last_offset: landed[landed.len() - 1].last_offset,
+                            duplicate: false,
                         });
                     }
                     assert_eq!(got.expect("unit"), want, "where the unit's appends landed");
