@@ -8,7 +8,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
@@ -98,7 +97,6 @@ pub(crate) struct Ctx {
     pub config: BrokerConfig,
     pub host: String,
     pub port: i32,
-    pub next_producer_id: AtomicI64,
 }
 
 impl Ctx {
@@ -156,19 +154,12 @@ pub struct Service {
 impl Service {
     /// A service over `log`, telling clients to connect to `advertised`.
     pub fn new(log: Log, config: BrokerConfig, advertised: (String, u16)) -> Self {
-        // Producer ids must not repeat across restarts; the clock in microseconds moves
-        // faster than ids are handed out. Sequence checks (a later issue) will persist them.
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as i64)
-            .unwrap_or(1);
         Self {
             ctx: Arc::new(Ctx {
                 log,
                 config,
                 host: advertised.0,
                 port: i32::from(advertised.1),
-                next_producer_id: AtomicI64::new(seed),
             }),
         }
     }

@@ -771,3 +771,38 @@ async fn fetch_below_min_bytes_waits_then_answers_with_what_there_is() {
         batch(1, 1).len()
     );
 }
+
+#[tokio::test]
+async fn idempotent_retries_are_answered_with_the_first_offsets() {
+    let (_d, svc) = service(BrokerConfig::default());
+    create(&svc, "idem", 1, &[]).await;
+    let init = call(
+        &svc,
+        4,
+        &InitProducerIdRequest::default().with_transactional_id(None),
+    )
+    .await;
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    let idempotent = |seq: i32| {
+        let mut b = batch(2, 1).to_vec();
+        weir_log::batch::set_producer(&mut b, pid, epoch, seq);
+        Bytes::from(b)
+    };
+    let first = call(&svc, 9, &produce_req("idem", 0, idempotent(0), -1)).await;
+    let retry = call(&svc, 9, &produce_req("idem", 0, idempotent(0), -1)).await;
+    let (a, b) = (
+        &first.responses[0].partition_responses[0],
+        &retry.responses[0].partition_responses[0],
+    );
+    assert_eq!((a.error_code, b.error_code), (0, 0));
+    assert_eq!(
+        a.base_offset, b.base_offset,
+        "a retry lands where the first write did"
+    );
+    assert_eq!(svc.log().bounds("idem", 0).unwrap().high_watermark, 2);
+    let gap = call(&svc, 9, &produce_req("idem", 0, idempotent(5), -1)).await;
+    assert_eq!(
+        error(gap.responses[0].partition_responses[0].error_code),
+        Some(ResponseError::OutOfOrderSequenceNumber)
+    );
+}
