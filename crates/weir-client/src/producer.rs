@@ -1,0 +1,700 @@
+//! A batching producer: records are grouped per partition, a batch is sent
+//! when it is full or has lingered long enough, and every record learns its
+//! offset once the broker acknowledged its batch.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::records::Compression;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::admin::topic_name;
+use crate::client::{Client, TopicInfo};
+use crate::error::{ClientError, Result};
+use crate::partitioner::{Partitioner, partition_for_key};
+use crate::records::{PendingRecord, encode_batch};
+
+/// How many acknowledgements the broker waits for before answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// Fire and forget: no answer, no offsets.
+    None,
+    /// The leader wrote it.
+    Leader,
+    /// Every in-sync replica has it (for weir: the durable commit happened).
+    #[default]
+    All,
+}
+
+impl Acks {
+    /// The wire value: 0, 1 or -1.
+    pub fn as_i16(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+
+    /// Parses 0, 1, -1 or "all".
+    pub fn parse(s: &str) -> Result<Acks> {
+        match s.trim() {
+            "0" => Ok(Acks::None),
+            "1" => Ok(Acks::Leader),
+            "-1" | "all" => Ok(Acks::All),
+            other => Err(ClientError::InvalidArgument(format!(
+                "acks {other:?}: use 0, 1 or -1 (all)"
+            ))),
+        }
+    }
+}
+
+/// Parses a compression name: none, gzip, snappy, lz4 or zstd.
+pub fn parse_compression(s: &str) -> Result<Compression> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "none" => Ok(Compression::None),
+        "gzip" => Ok(Compression::Gzip),
+        "snappy" => Ok(Compression::Snappy),
+        "lz4" => Ok(Compression::Lz4),
+        "zstd" => Ok(Compression::Zstd),
+        other => Err(ClientError::InvalidArgument(format!(
+            "compression {other:?}: use none, gzip, snappy, lz4 or zstd"
+        ))),
+    }
+}
+
+/// Settings of a [`Producer`].
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Acknowledgements to wait for.
+    pub acks: Acks,
+    /// How long a batch may wait for more records before it is sent.
+    pub linger: Duration,
+    /// A batch is sent once its records add up to this many bytes.
+    pub batch_size: usize,
+    /// Compression of every batch.
+    pub compression: Compression,
+    /// Partition choice for records that do not name one.
+    pub partitioner: Partitioner,
+    /// Largest produce request; batches beyond it go in the next request.
+    pub max_request_size: usize,
+    /// Batches queued or in flight before `send` waits (back-pressure).
+    pub max_pending_batches: usize,
+    /// Broker-side timeout for acks.
+    pub ack_timeout: Duration,
+    /// Ask the broker to create unknown topics.
+    pub allow_auto_create: bool,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            acks: Acks::All,
+            linger: Duration::from_millis(5),
+            batch_size: 256 << 10,
+            compression: Compression::None,
+            partitioner: Partitioner::Default,
+            max_request_size: 8 << 20,
+            max_pending_batches: 256,
+            ack_timeout: Duration::from_secs(30),
+            allow_auto_create: true,
+        }
+    }
+}
+
+/// A record to produce.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerRecord {
+    /// Target topic.
+    pub topic: String,
+    /// Target partition; `None` lets the partitioner choose.
+    pub partition: Option<i32>,
+    /// Key (hashed by the default partitioner).
+    pub key: Option<Bytes>,
+    /// Value.
+    pub value: Option<Bytes>,
+    /// Headers.
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// Timestamp in ms since the epoch; `None` = now.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record with a value only.
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        ProducerRecord {
+            topic: topic.into(),
+            value: Some(value.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the key.
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the partition.
+    pub fn with_partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Sets the timestamp.
+    pub fn with_timestamp(mut self, ms: i64) -> Self {
+        self.timestamp = Some(ms);
+        self
+    }
+}
+
+/// Where a record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Partition.
+    pub partition: i32,
+    /// Offset (-1 with acks=0).
+    pub offset: i64,
+    /// Timestamp the record was sent with.
+    pub timestamp: i64,
+}
+
+type Outcome = Option<std::result::Result<i64, Arc<ClientError>>>;
+
+/// Resolves to a record's [`RecordMetadata`] once its batch was acknowledged; `.await` it.
+#[derive(Debug)]
+pub struct Delivery {
+    rx: watch::Receiver<Outcome>,
+    index: i64,
+    partition: i32,
+    timestamp: i64,
+    topic: Arc<str>,
+}
+
+impl IntoFuture for Delivery {
+    type Output = Result<RecordMetadata>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<RecordMetadata>> + Send>>;
+
+    fn into_future(mut self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let outcome = match self.rx.wait_for(Option::is_some).await {
+                Ok(v) => v.clone(),
+                Err(_) => None,
+            };
+            match outcome {
+                Some(Ok(base)) => Ok(RecordMetadata {
+                    partition: self.partition,
+                    offset: if base < 0 { -1 } else { base + self.index },
+                    timestamp: self.timestamp,
+                }),
+                Some(Err(e)) => Err(ClientError::Delivery {
+                    topic: self.topic.to_string(),
+                    partition: self.partition,
+                    source: e,
+                }),
+                None => Err(ClientError::ProducerClosed),
+            }
+        })
+    }
+}
+
+struct Batch {
+    topic: Arc<TopicInfo>,
+    partition: i32,
+    records: Vec<PendingRecord>,
+    bytes: usize,
+    created: Instant,
+    done: watch::Sender<Outcome>,
+    _permit: OwnedSemaphorePermit,
+}
+
+#[derive(Default)]
+struct Accumulator {
+    open: HashMap<(Arc<str>, i32), Batch>,
+    ready: VecDeque<Batch>,
+    next_partition: HashMap<Arc<str>, u32>,
+}
+
+struct Shared {
+    client: Client,
+    config: ProducerConfig,
+    accumulator: Mutex<Accumulator>,
+    wake: Notify,
+    batches: Arc<Semaphore>,
+    outstanding: AtomicUsize,
+    idle: Notify,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Accumulator> {
+        self.accumulator.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn finish(&self, batch: Batch, outcome: std::result::Result<i64, Arc<ClientError>>) {
+        let _ = batch.done.send(Some(outcome));
+        drop(batch);
+        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+struct CloseOnDrop(Arc<Shared>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.wake.notify_one();
+    }
+}
+
+/// A batching producer; clone it to share between tasks.
+#[derive(Clone)]
+pub struct Producer {
+    shared: Arc<Shared>,
+    _close: Arc<CloseOnDrop>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// A producer sending through `client`; spawns its sender task on the current runtime.
+    pub fn new(client: Client, config: ProducerConfig) -> Result<Producer> {
+        if config.batch_size == 0 || config.max_pending_batches == 0 {
+            return Err(ClientError::InvalidArgument(
+                "batch_size and max_pending_batches must be positive".into(),
+            ));
+        }
+        let shared = Arc::new(Shared {
+            client,
+            batches: Arc::new(Semaphore::new(config.max_pending_batches)),
+            config,
+            accumulator: Mutex::new(Accumulator::default()),
+            wake: Notify::new(),
+            outstanding: AtomicUsize::new(0),
+            idle: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
+        tokio::spawn(sender_loop(shared.clone()));
+        Ok(Producer {
+            _close: Arc::new(CloseOnDrop(shared.clone())),
+            shared,
+        })
+    }
+
+    /// The client this producer sends through.
+    pub fn client(&self) -> &Client {
+        &self.shared.client
+    }
+
+    /// Queues a record; the returned [`Delivery`] resolves when its batch is acknowledged.
+    /// Waits only when too many batches are pending (back-pressure) or for topic metadata.
+    pub async fn send(&self, record: ProducerRecord) -> Result<Delivery> {
+        let shared = &self.shared;
+        let topic = shared
+            .client
+            .topic(&record.topic, shared.config.allow_auto_create)
+            .await?;
+        let pending = PendingRecord {
+            timestamp: record.timestamp.unwrap_or_else(now_ms),
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+        };
+        let size = pending.approx_size();
+        let sticky = record.partition.is_none()
+            && pending.key.is_none()
+            && shared.config.partitioner == Partitioner::Default;
+        let mut pending = Some(pending);
+        let mut permit = None;
+        loop {
+            if let Some(delivery) = self.try_append(
+                &topic,
+                record.partition,
+                &mut pending,
+                size,
+                sticky,
+                &mut permit,
+            )? {
+                return Ok(delivery);
+            }
+            permit = Some(
+                shared
+                    .batches
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| ClientError::ProducerClosed)?,
+            );
+        }
+    }
+
+    /// Appends `pending` to its partition's open batch; `Ok(None)` when a new
+    /// batch is needed and `permit` is empty (then `pending` is left in place).
+    fn try_append(
+        &self,
+        topic: &Arc<TopicInfo>,
+        partition: Option<i32>,
+        pending: &mut Option<PendingRecord>,
+        size: usize,
+        sticky: bool,
+        permit: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<Option<Delivery>> {
+        let shared = &self.shared;
+        let count = topic.partitions.len();
+        let mut acc = shared.lock();
+        let partition = match partition {
+            Some(p) if p >= 0 && (p as usize) < count => p,
+            Some(p) => {
+                return Err(ClientError::UnknownPartition {
+                    topic: topic.name.clone(),
+                    partition: p,
+                    count,
+                });
+            }
+            None => choose(
+                &mut acc,
+                topic,
+                pending.as_ref().and_then(|r| r.key.as_deref()),
+                shared.config.partitioner,
+            ),
+        };
+        let key: (Arc<str>, i32) = (Arc::from(topic.name.as_str()), partition);
+        if !acc.open.contains_key(&key) {
+            let Some(p) = permit.take() else {
+                return Ok(None);
+            };
+            let (done, _) = watch::channel(None);
+            shared.outstanding.fetch_add(1, Ordering::AcqRel);
+            acc.open.insert(
+                key.clone(),
+                Batch {
+                    topic: topic.clone(),
+                    partition,
+                    records: Vec::new(),
+                    bytes: 0,
+                    created: Instant::now(),
+                    done,
+                    _permit: p,
+                },
+            );
+            shared.wake.notify_one();
+        }
+        let (Some(batch), Some(record)) = (acc.open.get_mut(&key), pending.take()) else {
+            return Err(ClientError::ProducerClosed);
+        };
+        let delivery = Delivery {
+            rx: batch.done.subscribe(),
+            index: batch.records.len() as i64,
+            partition,
+            timestamp: record.timestamp,
+            topic: key.0.clone(),
+        };
+        batch.records.push(record);
+        batch.bytes += size;
+        if batch.bytes >= shared.config.batch_size {
+            if let Some(full) = acc.open.remove(&key) {
+                acc.ready.push_back(full);
+            }
+            if sticky {
+                advance_sticky(&mut acc, &key.0, count);
+            }
+            shared.wake.notify_one();
+        }
+        Ok(Some(delivery))
+    }
+
+    /// Sends every queued record now and waits until all pending batches are answered.
+    pub async fn flush(&self) {
+        let shared = &self.shared;
+        {
+            let mut acc = shared.lock();
+            let open: Vec<Batch> = acc.open.drain().map(|(_, b)| b).collect();
+            acc.ready.extend(open);
+        }
+        shared.wake.notify_one();
+        loop {
+            let idle = shared.idle.notified();
+            if shared.outstanding.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+fn choose(acc: &mut Accumulator, topic: &TopicInfo, key: Option<&[u8]>, how: Partitioner) -> i32 {
+    let count = topic.partitions.len();
+    match (how, key) {
+        (Partitioner::Default, Some(k)) => partition_for_key(k, count),
+        (Partitioner::Default, None) => {
+            let n = acc
+                .next_partition
+                .entry(Arc::from(topic.name.as_str()))
+                .or_insert(0);
+            (*n % count.max(1) as u32) as i32
+        }
+        (Partitioner::RoundRobin, _) => {
+            let n = acc
+                .next_partition
+                .entry(Arc::from(topic.name.as_str()))
+                .or_insert(0);
+            let p = (*n % count.max(1) as u32) as i32;
+            *n = n.wrapping_add(1);
+            p
+        }
+    }
+}
+
+fn advance_sticky(acc: &mut Accumulator, topic: &Arc<str>, count: usize) {
+    if count > 1
+        && let Some(n) = acc.next_partition.get_mut(topic)
+    {
+        *n = n.wrapping_add(1);
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Drains ready and lingered batches into produce requests, one connection at a time, in order.
+async fn sender_loop(shared: Arc<Shared>) {
+    loop {
+        let (batches, next_deadline) = {
+            let mut acc = shared.lock();
+            let now = Instant::now();
+            let closing = shared.closed.load(Ordering::Acquire);
+            let expired: Vec<(Arc<str>, i32)> = acc
+                .open
+                .iter()
+                .filter(|(_, b)| closing || b.created + shared.config.linger <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in expired {
+                if let Some(b) = acc.open.remove(&k) {
+                    acc.ready.push_back(b);
+                }
+            }
+            let next = acc
+                .open
+                .values()
+                .map(|b| b.created + shared.config.linger)
+                .min();
+            (acc.ready.drain(..).collect::<Vec<_>>(), next)
+        };
+        if !batches.is_empty() {
+            send_batches(&shared, batches).await;
+            continue;
+        }
+        if shared.closed.load(Ordering::Acquire) && shared.outstanding.load(Ordering::Acquire) == 0
+        {
+            return;
+        }
+        match next_deadline {
+            Some(at) => {
+                let _ = tokio::time::timeout_at(at.into(), shared.wake.notified()).await;
+            }
+            None => {
+                if shared.closed.load(Ordering::Acquire) {
+                    // Wait for in-flight batches to finish, then exit.
+                    let idle = shared.idle.notified();
+                    if shared.outstanding.load(Ordering::Acquire) != 0 {
+                        idle.await;
+                    }
+                    return;
+                }
+                shared.wake.notified().await;
+            }
+        }
+    }
+}
+
+async fn send_batches(shared: &Arc<Shared>, batches: Vec<Batch>) {
+    // Group by leader node, keeping arrival order.
+    let mut by_node: Vec<(i32, Vec<Batch>)> = Vec::new();
+    for b in batches {
+        let leader = crate::client::partition_of(&b.topic, b.partition).map(|p| p.leader);
+        let leader = match leader {
+            Ok(l) => l,
+            Err(e) => {
+                shared.finish(b, Err(Arc::new(e)));
+                continue;
+            }
+        };
+        match by_node.iter_mut().find(|(n, _)| *n == leader) {
+            Some((_, v)) => v.push(b),
+            None => by_node.push((leader, vec![b])),
+        }
+    }
+    for (node, batches) in by_node {
+        let conn = match shared.client.node_connection(node).await {
+            Ok(c) => c,
+            Err(e) => {
+                let e = Arc::new(e);
+                for b in batches {
+                    shared.finish(b, Err(e.clone()));
+                }
+                continue;
+            }
+        };
+        let mut request_batches = Vec::new();
+        let mut request_bytes = 0;
+        let mut encoded = Vec::new();
+        for mut b in batches {
+            let records = std::mem::take(&mut b.records);
+            let bytes = match encode_batch(records, shared.config.compression) {
+                Ok(bytes) => bytes,
+                Err(reason) => {
+                    shared.finish(
+                        b,
+                        Err(Arc::new(ClientError::Encode {
+                            api: "Produce",
+                            reason,
+                        })),
+                    );
+                    continue;
+                }
+            };
+            if request_bytes + bytes.len() > shared.config.max_request_size
+                && !request_batches.is_empty()
+            {
+                dispatch(
+                    shared,
+                    &conn,
+                    std::mem::take(&mut request_batches),
+                    std::mem::take(&mut encoded),
+                );
+                request_bytes = 0;
+            }
+            request_bytes += bytes.len();
+            encoded.push(bytes);
+            request_batches.push(b);
+        }
+        if !request_batches.is_empty() {
+            dispatch(shared, &conn, request_batches, encoded);
+        }
+    }
+}
+
+/// Queues one produce request on `conn` and spawns the wait for its answer.
+fn dispatch(
+    shared: &Arc<Shared>,
+    conn: &Arc<crate::connection::Connection>,
+    batches: Vec<Batch>,
+    encoded: Vec<Bytes>,
+) {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for (b, bytes) in batches.iter().zip(encoded) {
+        let data = PartitionProduceData::default()
+            .with_index(b.partition)
+            .with_records(Some(bytes));
+        match topics
+            .iter_mut()
+            .find(|t| t.name.0.as_str() == b.topic.name)
+        {
+            Some(t) => t.partition_data.push(data),
+            None => topics.push(
+                TopicProduceData::default()
+                    .with_name(topic_name(&b.topic.name))
+                    .with_topic_id(b.topic.id)
+                    .with_partition_data(vec![data]),
+            ),
+        }
+    }
+    let request = ProduceRequest::default()
+        .with_acks(shared.config.acks.as_i16())
+        .with_timeout_ms(shared.config.ack_timeout.as_millis().min(i32::MAX as u128) as i32)
+        .with_topic_data(topics);
+    if shared.config.acks == Acks::None {
+        let result = conn.send_no_response(&request).map(|()| -1);
+        let result = result.map_err(Arc::new);
+        for b in batches {
+            shared.finish(b, result.clone());
+        }
+        return;
+    }
+    let in_flight = match conn.start(&request) {
+        Ok(f) => f,
+        Err(e) => {
+            let e = Arc::new(e);
+            for b in batches {
+                shared.finish(b, Err(e.clone()));
+            }
+            return;
+        }
+    };
+    let shared = shared.clone();
+    let addr = conn.addr();
+    tokio::spawn(async move {
+        match in_flight.response().await {
+            Ok(response) => {
+                for b in batches {
+                    let answer = response.responses.iter().find_map(|t| {
+                        let same = if t.name.0.is_empty() {
+                            t.topic_id == b.topic.id
+                        } else {
+                            t.name.0.as_str() == b.topic.name
+                        };
+                        if !same {
+                            return None;
+                        }
+                        t.partition_responses
+                            .iter()
+                            .find(|p| p.index == b.partition)
+                    });
+                    let outcome = match answer {
+                        Some(p) if p.error_code == 0 => Ok(p.base_offset),
+                        Some(p) => {
+                            if matches!(p.error_code, 3 | 6 | 100) {
+                                shared.client.invalidate(&b.topic.name);
+                            }
+                            Err(Arc::new(ClientError::kafka(
+                                p.error_code,
+                                format!("produce to {}-{}", b.topic.name, b.partition),
+                                p.error_message.as_deref(),
+                            )))
+                        }
+                        None => Err(Arc::new(ClientError::Protocol {
+                            addr,
+                            api: "Produce",
+                            reason: format!(
+                                "no answer for partition {}-{}",
+                                b.topic.name, b.partition
+                            ),
+                        })),
+                    };
+                    shared.finish(b, outcome);
+                }
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                for b in batches {
+                    shared.finish(b, Err(e.clone()));
+                }
+            }
+        }
+    });
+}
