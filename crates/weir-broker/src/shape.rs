@@ -1,0 +1,340 @@
+//! A walk over a request body that checks its shape before kafka-protocol decodes it.
+//!
+//! kafka-protocol 0.18 sizes a `Vec` from an array's length prefix before reading any element,
+//! so a 10-byte request claiming 2^31 elements makes it allocate gigabytes and abort the
+//! process. Every element takes at least one byte on the wire, so this walk refuses any
+//! array, string or byte field that claims more than the bytes left, and any trailing bytes.
+//! After it passes, decoding allocates in proportion to the frame.
+
+use kafka_protocol::messages::ApiKey;
+
+/// The wire type of one field.
+#[derive(Debug, Clone, Copy)]
+enum Ty {
+    Fixed(usize),
+    Str,
+    Bytes,
+    Array(&'static [Field]),
+    /// An array of a fixed-size primitive.
+    FixedArray(usize),
+    StrArray,
+}
+
+/// A field present in versions `min..=max`.
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    min: i16,
+    max: i16,
+    ty: Ty,
+}
+
+const fn f(min: i16, max: i16, ty: Ty) -> Field {
+    Field { min, max, ty }
+}
+
+const ALL: i16 = i16::MAX;
+const I8: Ty = Ty::Fixed(1);
+const BOOL: Ty = Ty::Fixed(1);
+const I16: Ty = Ty::Fixed(2);
+const I32: Ty = Ty::Fixed(4);
+const I64: Ty = Ty::Fixed(8);
+const UUID: Ty = Ty::Fixed(16);
+
+const API_VERSIONS: &[Field] = &[f(3, ALL, Ty::Str), f(3, ALL, Ty::Str)];
+
+const METADATA_TOPIC: &[Field] = &[f(10, ALL, UUID), f(0, ALL, Ty::Str)];
+const METADATA: &[Field] = &[
+    f(0, ALL, Ty::Array(METADATA_TOPIC)),
+    f(4, ALL, BOOL),
+    f(8, 10, BOOL),
+    f(8, ALL, BOOL),
+];
+
+const PRODUCE_PARTITION: &[Field] = &[f(0, ALL, I32), f(0, ALL, Ty::Bytes)];
+const PRODUCE_TOPIC: &[Field] = &[
+    f(0, 12, Ty::Str),
+    f(13, ALL, UUID),
+    f(0, ALL, Ty::Array(PRODUCE_PARTITION)),
+];
+const PRODUCE: &[Field] = &[
+    f(3, ALL, Ty::Str),
+    f(0, ALL, I16),
+    f(0, ALL, I32),
+    f(0, ALL, Ty::Array(PRODUCE_TOPIC)),
+];
+
+const FETCH_PARTITION: &[Field] = &[
+    f(0, ALL, I32),
+    f(9, ALL, I32),
+    f(0, ALL, I64),
+    f(12, ALL, I32),
+    f(5, ALL, I64),
+    f(0, ALL, I32),
+];
+const FETCH_TOPIC: &[Field] = &[
+    f(0, 12, Ty::Str),
+    f(13, ALL, UUID),
+    f(0, ALL, Ty::Array(FETCH_PARTITION)),
+];
+const FETCH_FORGOTTEN: &[Field] = &[
+    f(7, 12, Ty::Str),
+    f(13, ALL, UUID),
+    f(7, ALL, Ty::FixedArray(4)),
+];
+const FETCH: &[Field] = &[
+    f(0, 14, I32),
+    f(0, ALL, I32),
+    f(0, ALL, I32),
+    f(3, ALL, I32),
+    f(4, ALL, I8),
+    f(7, ALL, I32),
+    f(7, ALL, I32),
+    f(0, ALL, Ty::Array(FETCH_TOPIC)),
+    f(7, ALL, Ty::Array(FETCH_FORGOTTEN)),
+    f(11, ALL, Ty::Str),
+];
+
+const LIST_OFFSETS_PARTITION: &[Field] = &[f(0, ALL, I32), f(4, ALL, I32), f(0, ALL, I64)];
+const LIST_OFFSETS_TOPIC: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(0, ALL, Ty::Array(LIST_OFFSETS_PARTITION)),
+];
+const LIST_OFFSETS: &[Field] = &[
+    f(0, ALL, I32),
+    f(2, ALL, I8),
+    f(0, ALL, Ty::Array(LIST_OFFSETS_TOPIC)),
+    f(10, ALL, I32),
+];
+
+const CREATE_ASSIGNMENT: &[Field] = &[f(0, ALL, I32), f(0, ALL, Ty::FixedArray(4))];
+const CREATE_CONFIG: &[Field] = &[f(0, ALL, Ty::Str), f(0, ALL, Ty::Str)];
+const CREATE_TOPIC: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(0, ALL, I32),
+    f(0, ALL, I16),
+    f(0, ALL, Ty::Array(CREATE_ASSIGNMENT)),
+    f(0, ALL, Ty::Array(CREATE_CONFIG)),
+];
+const CREATE_TOPICS: &[Field] = &[
+    f(0, ALL, Ty::Array(CREATE_TOPIC)),
+    f(0, ALL, I32),
+    f(1, ALL, BOOL),
+];
+
+const DELETE_TOPIC: &[Field] = &[f(6, ALL, Ty::Str), f(6, ALL, UUID)];
+const DELETE_TOPICS: &[Field] = &[
+    f(6, ALL, Ty::Array(DELETE_TOPIC)),
+    f(0, 5, Ty::StrArray),
+    f(0, ALL, I32),
+];
+
+const DESCRIBE_RESOURCE: &[Field] = &[f(0, ALL, I8), f(0, ALL, Ty::Str), f(0, ALL, Ty::StrArray)];
+const DESCRIBE_CONFIGS: &[Field] = &[
+    f(0, ALL, Ty::Array(DESCRIBE_RESOURCE)),
+    f(1, ALL, BOOL),
+    f(3, ALL, BOOL),
+];
+
+const INIT_PRODUCER_ID: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(0, ALL, I32),
+    f(3, ALL, I64),
+    f(3, ALL, I16),
+];
+
+const FIND_COORDINATOR: &[Field] = &[f(0, 3, Ty::Str), f(1, ALL, I8), f(4, ALL, Ty::StrArray)];
+
+/// The body schema of a request weir decodes, and the first flexible version.
+fn schema(api: ApiKey) -> Option<(&'static [Field], i16)> {
+    Some(match api {
+        ApiKey::ApiVersions => (API_VERSIONS, 3),
+        ApiKey::Metadata => (METADATA, 9),
+        ApiKey::Produce => (PRODUCE, 9),
+        ApiKey::Fetch => (FETCH, 12),
+        ApiKey::ListOffsets => (LIST_OFFSETS, 6),
+        ApiKey::CreateTopics => (CREATE_TOPICS, 5),
+        ApiKey::DeleteTopics => (DELETE_TOPICS, 4),
+        ApiKey::DescribeConfigs => (DESCRIBE_CONFIGS, 4),
+        ApiKey::InitProducerId => (INIT_PRODUCER_ID, 2),
+        ApiKey::FindCoordinator => (FIND_COORDINATOR, 3),
+        _ => return None,
+    })
+}
+
+/// Checks that `body` is one well-shaped request of `api` at `version`.
+pub(crate) fn check(api: ApiKey, version: i16, body: &[u8]) -> Result<(), String> {
+    let (fields, flexible_from) =
+        schema(api).ok_or_else(|| format!("weir does not decode {api:?} requests"))?;
+    let mut w = Walk {
+        buf: body,
+        version,
+        flexible: version >= flexible_from,
+    };
+    w.walk_struct(fields)
+        .map_err(|what| format!("malformed {api:?} v{version} request: {what}"))?;
+    if !w.buf.is_empty() {
+        return Err(format!(
+            "malformed {api:?} v{version} request: {} bytes after its end",
+            w.buf.len()
+        ));
+    }
+    Ok(())
+}
+
+struct Walk<'a> {
+    buf: &'a [u8],
+    version: i16,
+    flexible: bool,
+}
+
+impl Walk<'_> {
+    fn skip(&mut self, n: usize) -> Result<(), &'static str> {
+        if n > self.buf.len() {
+            return Err("a field runs past the end of the frame");
+        }
+        self.buf = &self.buf[n..];
+        Ok(())
+    }
+
+    fn int(&mut self, n: usize) -> Result<i64, &'static str> {
+        let b = self.buf.get(..n).ok_or("the frame ends inside a field")?;
+        let v = b.iter().fold(0i64, |acc, &x| (acc << 8) | i64::from(x));
+        self.buf = &self.buf[n..];
+        // sign-extend
+        let shift = 64 - 8 * n as u32;
+        Ok((v << shift) >> shift)
+    }
+
+    fn uvarint(&mut self) -> Result<u64, &'static str> {
+        let mut v: u64 = 0;
+        for shift in (0..35).step_by(7) {
+            let (&b, rest) = self
+                .buf
+                .split_first()
+                .ok_or("the frame ends inside a varint")?;
+            self.buf = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint longer than 5 bytes")
+    }
+
+    /// A length or count: `None` for null. Refuses one larger than the bytes left.
+    fn count(&mut self, width: usize) -> Result<Option<usize>, &'static str> {
+        let n = if self.flexible {
+            match self.uvarint()? {
+                0 => return Ok(None),
+                n => n - 1,
+            }
+        } else {
+            match self.int(width)? {
+                -1 => return Ok(None),
+                n if n < 0 => return Err("negative length"),
+                n => n as u64,
+            }
+        };
+        if n > self.buf.len() as u64 {
+            return Err("a length claims more bytes than the frame holds");
+        }
+        Ok(Some(n as usize))
+    }
+
+    fn walk_struct(&mut self, fields: &[Field]) -> Result<(), &'static str> {
+        for fl in fields {
+            if (fl.min..=fl.max).contains(&self.version) {
+                self.walk(fl.ty)?;
+            }
+        }
+        if self.flexible {
+            let tags = self.uvarint()?;
+            if tags > self.buf.len() as u64 {
+                return Err("tagged field count exceeds the frame");
+            }
+            for _ in 0..tags {
+                self.uvarint()?;
+                let size = self.uvarint()?;
+                self.skip(usize::try_from(size).map_err(|_| "tagged field too long")?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn walk(&mut self, ty: Ty) -> Result<(), &'static str> {
+        match ty {
+            Ty::Fixed(n) => self.skip(n),
+            Ty::Str => {
+                let n = self.count(2)?.unwrap_or(0);
+                self.skip(n)
+            }
+            Ty::Bytes => {
+                let n = self.count(4)?.unwrap_or(0);
+                self.skip(n)
+            }
+            Ty::Array(fields) => {
+                for _ in 0..self.count(4)?.unwrap_or(0) {
+                    self.walk_struct(fields)?;
+                }
+                Ok(())
+            }
+            Ty::FixedArray(size) => {
+                let n = self.count(4)?.unwrap_or(0);
+                self.skip(n.checked_mul(size).ok_or("array too long")?)
+            }
+            Ty::StrArray => {
+                for _ in 0..self.count(4)?.unwrap_or(0) {
+                    self.walk(Ty::Str)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::messages::{
+        MetadataRequest, ProduceRequest, TopicName,
+        metadata_request::MetadataRequestTopic,
+        produce_request::{PartitionProduceData, TopicProduceData},
+    };
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    fn encode<T: Encodable>(m: &T, v: i16) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        m.encode(&mut b, v).unwrap();
+        b.to_vec()
+    }
+
+    #[test]
+    fn accepts_what_kafka_protocol_encodes() {
+        let md = MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("clicks")))),
+        ]));
+        for v in 0..=13 {
+            check(ApiKey::Metadata, v, &encode(&md, v)).unwrap();
+        }
+        let pr = ProduceRequest::default()
+            .with_acks(-1)
+            .with_topic_data(vec![TopicProduceData::default().with_partition_data(vec![
+                PartitionProduceData::default().with_records(Some(vec![1u8; 70].into())),
+            ])]);
+        for v in 3..=13 {
+            check(ApiKey::Produce, v, &encode(&pr, v)).unwrap();
+        }
+    }
+
+    #[test]
+    fn refuses_huge_counts_and_trailing_bytes() {
+        // Metadata v0: a topic array claiming 54 million elements in a 5-byte body.
+        let e = check(ApiKey::Metadata, 0, &[3, 0x3c, 0x0c, 0, 0xb6]).unwrap_err();
+        assert!(e.contains("claims more bytes"), "{e}");
+        let e = check(ApiKey::Metadata, 1, &[0, 0, 0, 0, 7]).unwrap_err();
+        assert!(e.contains("after its end"), "{e}");
+        assert!(check(ApiKey::Metadata, 9, &[0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+    }
+}
