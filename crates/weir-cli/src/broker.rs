@@ -1,5 +1,6 @@
 //! `weir broker`: serve the Kafka protocol over a weir log until SIGINT/SIGTERM.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,9 +44,9 @@ fn apply(pairs: &[(String, String)], settings: &mut Settings) -> Result<()> {
         let bad = || format!("{key}={value:?} is not valid");
         match key.as_str() {
             "auto.create.topics.enable" => {
-                settings.broker.auto_create_topics = value.parse().with_context(|| {
-                    format!("{key}={value:?}: use true or false")
-                })?;
+                settings.broker.auto_create_topics = value
+                    .parse()
+                    .with_context(|| format!("{key}={value:?}: use true or false"))?;
             }
             "num.partitions" => {
                 let n: i32 = value.parse().with_context(bad)?;
@@ -62,8 +63,7 @@ fn apply(pairs: &[(String, String)], settings: &mut Settings) -> Result<()> {
             "log.cache.bytes" => settings.log.cache_size = value.parse().with_context(bad)?,
             "log.retention.check.interval.ms" => {
                 let ms: u64 = value.parse().with_context(bad)?;
-                settings.log.retention_check_interval =
-                    (ms > 0).then(|| Duration::from_millis(ms));
+                settings.log.retention_check_interval = (ms > 0).then(|| Duration::from_millis(ms));
             }
             other => bail!(
                 "unknown setting {other:?}; known: auto.create.topics.enable, num.partitions, \
@@ -102,6 +102,7 @@ pub async fn run(args: BrokerArgs) -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let mut settings = Settings {
         broker: BrokerConfig {
@@ -174,7 +175,9 @@ mod tests {
     }
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -207,7 +210,10 @@ mod tests {
 
     #[test]
     fn advertise_parses_host_and_port() {
-        assert_eq!(parse_advertise("example:19092").unwrap(), ("example".into(), 19092));
+        assert_eq!(
+            parse_advertise("example:19092").unwrap(),
+            ("example".into(), 19092)
+        );
         assert_eq!(parse_advertise("[::1]:9092").unwrap(), ("::1".into(), 9092));
         assert!(parse_advertise("nohost").is_err());
     }

@@ -309,7 +309,7 @@ impl Client {
         if let Some(t) = self.cached_topic(name) {
             return Ok(t);
         }
-        for _ in 0..LEADER_RETRIES {
+        for attempt in 0..LEADER_RETRIES {
             let conn = self.bootstrap_connection().await?;
             let request = MetadataRequest::default()
                 .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
@@ -332,8 +332,11 @@ impl Client {
                         return Ok(t);
                     }
                 }
-                3 if !allow_auto_create => return Err(ClientError::UnknownTopic(name.into())),
-                // LEADER_NOT_AVAILABLE and UNKNOWN_TOPIC during auto-creation: ask again.
+                // A broker that auto-creates answers LEADER_NOT_AVAILABLE meanwhile; one
+                // that still says UNKNOWN_TOPIC on the second ask does not auto-create.
+                3 if !allow_auto_create || attempt > 0 => {
+                    return Err(ClientError::UnknownTopic(name.into()));
+                }
                 3 | 5 => {}
                 other => {
                     return Err(ClientError::kafka(

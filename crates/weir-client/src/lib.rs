@@ -32,6 +32,7 @@ pub use connection::{Connection, ConnectionConfig, InFlight, decode_response, en
 pub use consumer::{Consumer, ConsumerConfig, Offset};
 pub use error::{ClientError, Result};
 pub use kafka_protocol::ResponseError;
+pub use kafka_protocol::messages::ApiKey;
 pub use kafka_protocol::records::Compression;
 pub use partitioner::{Partitioner, murmur2, partition_for_key};
 pub use producer::{

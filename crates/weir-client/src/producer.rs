@@ -184,30 +184,35 @@ pub struct Delivery {
     topic: Arc<str>,
 }
 
+impl Delivery {
+    /// Waits for the batch's answer.
+    pub async fn wait(mut self) -> Result<RecordMetadata> {
+        let outcome = match self.rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone(),
+            Err(_) => None,
+        };
+        match outcome {
+            Some(Ok(base)) => Ok(RecordMetadata {
+                partition: self.partition,
+                offset: if base < 0 { -1 } else { base + self.index },
+                timestamp: self.timestamp,
+            }),
+            Some(Err(e)) => Err(ClientError::Delivery {
+                topic: self.topic.to_string(),
+                partition: self.partition,
+                source: e,
+            }),
+            None => Err(ClientError::ProducerClosed),
+        }
+    }
+}
+
 impl IntoFuture for Delivery {
     type Output = Result<RecordMetadata>;
     type IntoFuture = Pin<Box<dyn Future<Output = Result<RecordMetadata>> + Send>>;
 
-    fn into_future(mut self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let outcome = match self.rx.wait_for(Option::is_some).await {
-                Ok(v) => v.clone(),
-                Err(_) => None,
-            };
-            match outcome {
-                Some(Ok(base)) => Ok(RecordMetadata {
-                    partition: self.partition,
-                    offset: if base < 0 { -1 } else { base + self.index },
-                    timestamp: self.timestamp,
-                }),
-                Some(Err(e)) => Err(ClientError::Delivery {
-                    topic: self.topic.to_string(),
-                    partition: self.partition,
-                    source: e,
-                }),
-                None => Err(ClientError::ProducerClosed),
-            }
-        })
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.wait())
     }
 }
 
@@ -215,6 +220,8 @@ struct Batch {
     topic: Arc<TopicInfo>,
     partition: i32,
     records: Vec<PendingRecord>,
+    /// How many records went into the encoded batch (records is emptied by encoding).
+    records_sent: usize,
     bytes: usize,
     created: Instant,
     done: watch::Sender<Outcome>,
@@ -392,6 +399,7 @@ impl Producer {
                     topic: topic.clone(),
                     partition,
                     records: Vec::new(),
+                    records_sent: 0,
                     bytes: 0,
                     created: Instant::now(),
                     done,
@@ -565,6 +573,7 @@ async fn send_batches(shared: &Arc<Shared>, batches: Vec<Batch>) {
         let mut encoded = Vec::new();
         for mut b in batches {
             let records = std::mem::take(&mut b.records);
+            b.records_sent = records.len();
             let bytes = match encode_batch(records, shared.config.compression) {
                 Ok(bytes) => bytes,
                 Err(reason) => {
@@ -606,20 +615,42 @@ fn dispatch(
     batches: Vec<Batch>,
     encoded: Vec<Bytes>,
 ) {
+    // One entry per partition: batches of the same partition are concatenated,
+    // and each learns its base offset from the records queued before it.
     let mut topics: Vec<TopicProduceData> = Vec::new();
+    let mut skip: Vec<i64> = Vec::with_capacity(batches.len());
+    let mut parts: Vec<(Arc<TopicInfo>, i32, bytes::BytesMut, i64)> = Vec::new();
     for (b, bytes) in batches.iter().zip(encoded) {
-        let data = PartitionProduceData::default()
-            .with_index(b.partition)
-            .with_records(Some(bytes));
-        match topics
+        match parts
             .iter_mut()
-            .find(|t| t.name.0.as_str() == b.topic.name)
+            .find(|(t, p, _, _)| *p == b.partition && t.name == b.topic.name)
         {
+            Some((_, _, buf, count)) => {
+                skip.push(*count);
+                buf.extend_from_slice(&bytes);
+                *count += b.records_sent as i64;
+            }
+            None => {
+                skip.push(0);
+                parts.push((
+                    b.topic.clone(),
+                    b.partition,
+                    bytes::BytesMut::from(&bytes[..]),
+                    b.records_sent as i64,
+                ));
+            }
+        }
+    }
+    for (topic, partition, buf, _) in parts {
+        let data = PartitionProduceData::default()
+            .with_index(partition)
+            .with_records(Some(buf.freeze()));
+        match topics.iter_mut().find(|t| t.name.0.as_str() == topic.name) {
             Some(t) => t.partition_data.push(data),
             None => topics.push(
                 TopicProduceData::default()
-                    .with_name(topic_name(&b.topic.name))
-                    .with_topic_id(b.topic.id)
+                    .with_name(topic_name(&topic.name))
+                    .with_topic_id(topic.id)
                     .with_partition_data(vec![data]),
             ),
         }
@@ -651,7 +682,7 @@ fn dispatch(
     tokio::spawn(async move {
         match in_flight.response().await {
             Ok(response) => {
-                for b in batches {
+                for (b, skip) in batches.into_iter().zip(skip) {
                     let answer = response.responses.iter().find_map(|t| {
                         let same = if t.name.0.is_empty() {
                             t.topic_id == b.topic.id
@@ -666,7 +697,11 @@ fn dispatch(
                             .find(|p| p.index == b.partition)
                     });
                     let outcome = match answer {
-                        Some(p) if p.error_code == 0 => Ok(p.base_offset),
+                        Some(p) if p.error_code == 0 => Ok(if p.base_offset < 0 {
+                            -1
+                        } else {
+                            p.base_offset + skip
+                        }),
                         Some(p) => {
                             if matches!(p.error_code, 3 | 6 | 100) {
                                 shared.client.invalidate(&b.topic.name);

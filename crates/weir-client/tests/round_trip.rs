@@ -1,0 +1,308 @@
+//! weir-client against an in-process weir broker on 127.0.0.1:0.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use weir_broker::{Broker, BrokerConfig};
+use weir_client::{
+    Acks, ApiKey, Client, ClientError, Compression, Connection, ConnectionConfig, Consumer,
+    ConsumerConfig, ConsumerRecord, NewTopic, Offset, Producer, ProducerConfig, ProducerRecord,
+    ResponseError, partition_for_key,
+};
+use weir_log::{Durability, Log, LogOptions};
+
+struct TestBroker {
+    addr: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    async fn start(auto_create: bool) -> TestBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open_with(
+            dir.path(),
+            LogOptions {
+                durability: Durability::None,
+                ..LogOptions::default()
+            },
+        )
+        .unwrap();
+        let config = BrokerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            auto_create_topics: auto_create,
+            ..BrokerConfig::default()
+        };
+        let broker = Broker::bind(log, config).await.unwrap();
+        let addr = broker.local_addr().to_string();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            broker
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        TestBroker {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), t)
+                .await
+                .expect("broker stops")
+                .unwrap();
+        }
+    }
+}
+
+async fn read_all(consumer: &mut Consumer, n: usize) -> Vec<ConsumerRecord> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while out.len() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "read {} of {n}",
+            out.len()
+        );
+        out.extend(consumer.poll().await.unwrap());
+    }
+    out
+}
+
+fn fast_consumer(client: Client) -> Consumer {
+    Consumer::new(
+        client,
+        ConsumerConfig {
+            max_wait: Duration::from_millis(50),
+            ..ConsumerConfig::default()
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_are_negotiated_per_api() {
+    let broker = TestBroker::start(true).await;
+    let conn = Connection::connect(broker.addr.parse().unwrap(), ConnectionConfig::default())
+        .await
+        .unwrap();
+    for key in [
+        ApiKey::Produce,
+        ApiKey::Fetch,
+        ApiKey::Metadata,
+        ApiKey::ListOffsets,
+        ApiKey::CreateTopics,
+        ApiKey::DeleteTopics,
+    ] {
+        let broker_range = conn.versions().broker_range(key).expect("broker serves it");
+        let ours = weir_client::client_range(key);
+        let picked = conn.version_for(key).unwrap();
+        assert_eq!(picked, broker_range.max.min(ours.max), "{key:?}");
+    }
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_compression_round_trips_byte_identical() {
+    let broker = TestBroker::start(true).await;
+    let client = Client::connect(&broker.addr).await.unwrap();
+    for (i, compression) in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let topic = format!("rt-{i}");
+        client.create_topic(NewTopic::new(&topic, 2)).await.unwrap();
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                compression,
+                batch_size: 4096,
+                linger: Duration::from_millis(2),
+                ..ProducerConfig::default()
+            },
+        )
+        .unwrap();
+        let mut sent = Vec::new();
+        let mut deliveries = Vec::new();
+        for n in 0..300u32 {
+            let value: Vec<u8> = (0..(n % 97) * 3).map(|b| (b * 31 + n) as u8).collect();
+            let mut record = ProducerRecord::new(&topic, value.clone())
+                .with_header("n", n.to_string())
+                .with_timestamp(1_700_000_000_000 + i64::from(n));
+            if n % 3 != 0 {
+                record = record.with_key(format!("key-{}", n % 11));
+            }
+            sent.push(record.clone());
+            deliveries.push(producer.send(record).await.unwrap());
+        }
+        producer.flush().await;
+        let mut by_position = BTreeMap::new();
+        for (record, d) in sent.into_iter().zip(deliveries) {
+            let meta = d.await.unwrap();
+            if let Some(k) = &record.key {
+                assert_eq!(
+                    meta.partition,
+                    partition_for_key(k, 2),
+                    "keyed records follow murmur2"
+                );
+            }
+            assert!(
+                by_position
+                    .insert((meta.partition, meta.offset), record)
+                    .is_none(),
+                "offsets are unique"
+            );
+        }
+        let mut consumer = fast_consumer(client.clone());
+        consumer.assign_all(&topic, Offset::Earliest).await.unwrap();
+        let got = read_all(&mut consumer, 300).await;
+        assert_eq!(got.len(), 300, "{compression:?}");
+        for r in got {
+            let want = by_position
+                .get(&(r.partition, r.offset))
+                .unwrap_or_else(|| panic!("unexpected record {}-{}", r.partition, r.offset));
+            assert_eq!(r.value, want.value, "{compression:?}");
+            assert_eq!(r.key, want.key);
+            assert_eq!(Some(r.timestamp), want.timestamp);
+            assert_eq!(r.headers, want.headers);
+        }
+    }
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seek_by_timestamp_earliest_and_latest() {
+    let broker = TestBroker::start(true).await;
+    let client = Client::connect(&broker.addr).await.unwrap();
+    client.create_topic(NewTopic::new("ts", 1)).await.unwrap();
+    let producer = Producer::new(client.clone(), ProducerConfig::default()).unwrap();
+    // Separate sends so that each record is its own batch with its own max timestamp.
+    for n in 0..10i64 {
+        let d = producer
+            .send(ProducerRecord::new("ts", format!("v{n}")).with_timestamp(1_000 * (n + 1)))
+            .await
+            .unwrap();
+        producer.flush().await;
+        assert_eq!(d.await.unwrap().offset, n);
+    }
+    let mut consumer = fast_consumer(client.clone());
+    consumer.assign("ts", &[0], Offset::Latest).await.unwrap();
+    assert_eq!(consumer.position("ts", 0), Some(10));
+    assert_eq!(
+        consumer
+            .seek("ts", 0, Offset::Timestamp(4_500))
+            .await
+            .unwrap(),
+        4
+    );
+    let got = read_all(&mut consumer, 6).await;
+    assert_eq!(got[0].value.as_deref(), Some(&b"v4"[..]));
+    assert_eq!(got.last().unwrap().offset, 9);
+    assert_eq!(consumer.seek("ts", 0, Offset::Earliest).await.unwrap(), 0);
+    assert_eq!(
+        consumer
+            .seek("ts", 0, Offset::Timestamp(99_999))
+            .await
+            .unwrap(),
+        10,
+        "a timestamp after every record seeks to the end"
+    );
+    assert_eq!(consumer.seek("ts", 0, Offset::At(3)).await.unwrap(), 3);
+    let got = read_all(&mut consumer, 7).await;
+    assert_eq!(
+        got[0].offset, 3,
+        "a fetch inside a batch drops the records before it"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_create_list_describe_delete() {
+    let broker = TestBroker::start(false).await;
+    let client = Client::connect(&broker.addr).await.unwrap();
+    client
+        .create_topics(&[NewTopic::new("a", 3), NewTopic::new("b", 1)])
+        .await
+        .unwrap();
+    assert_eq!(client.list_topics().await.unwrap(), ["a", "b"]);
+    let described = client.describe_topics(&["a"]).await.unwrap();
+    assert_eq!(described[0].partitions.len(), 3);
+    assert!(described[0].partitions.iter().all(|p| p.leader == 0));
+    let e = client
+        .create_topic(NewTopic::new("a", 1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kafka_code(), Some(ResponseError::TopicAlreadyExists));
+    client.delete_topics(&["a"]).await.unwrap();
+    assert_eq!(client.list_topics().await.unwrap(), ["b"]);
+    let e = client.delete_topics(&["a"]).await.unwrap_err();
+    assert_eq!(e.kafka_code(), Some(ResponseError::UnknownTopicOrPartition));
+    assert!(matches!(
+        client.describe_topics(&["a"]).await,
+        Err(ClientError::UnknownTopic(_))
+    ));
+    // With auto-create off, producing to an unknown topic says so.
+    let producer = Producer::new(client.clone(), ProducerConfig::default()).unwrap();
+    let e = producer
+        .send(ProducerRecord::new("nope", "x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ClientError::UnknownTopic(ref t) if t == "nope"),
+        "{e}"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_created_topic_and_acks_zero() {
+    let broker = TestBroker::start(true).await;
+    let client = Client::connect(&broker.addr).await.unwrap();
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig {
+            acks: Acks::None,
+            ..ProducerConfig::default()
+        },
+    )
+    .unwrap();
+    let d = producer
+        .send(ProducerRecord::new("auto", Bytes::from_static(b"fire")))
+        .await
+        .unwrap();
+    producer.flush().await;
+    assert_eq!(d.await.unwrap().offset, -1, "acks=0 learns no offset");
+    let mut consumer = fast_consumer(client);
+    consumer.assign_all("auto", Offset::Earliest).await.unwrap();
+    let got = read_all(&mut consumer, 1).await;
+    assert_eq!(got[0].value.as_deref(), Some(&b"fire"[..]));
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_broker_is_a_connect_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let e = Client::connect(&addr).await.unwrap_err();
+    assert!(matches!(e, ClientError::Connect { .. }), "{e}");
+    assert!(e.to_string().contains(&addr), "{e}");
+}
