@@ -12,7 +12,7 @@ use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
 use kafka_protocol::messages::api_versions_response::ApiVersionsResponse;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -469,7 +469,8 @@ async fn write_loop(
     let _ = out.shutdown().await;
 }
 
-async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>, max_bytes: usize) {
+async fn read_loop(read: OwnedReadHalf, shared: Arc<Shared>, max_bytes: usize) {
+    let mut read = BufReader::with_capacity(64 << 10, read);
     let reason = loop {
         let len = match read.read_i32().await {
             Ok(n) => n,
@@ -481,11 +482,28 @@ async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>, max_bytes: usiz
         if len < 4 || len as usize > max_bytes {
             break format!("response frame of {len} bytes (limit {max_bytes})");
         }
-        let mut buf = vec![0u8; len as usize];
-        if let Err(e) = read.read_exact(&mut buf).await {
-            break format!("read failed mid-frame: {e}");
+        let len = len as usize;
+        // Read into uninitialised capacity: zeroing multi-MiB fetch responses first costs.
+        let mut buf = BytesMut::with_capacity(len);
+        let mut failed = None;
+        while buf.len() < len {
+            let want = len - buf.len();
+            match read.read_buf(&mut (&mut buf).limit(want)).await {
+                Ok(0) => {
+                    failed = Some("broker closed the connection mid-frame".to_string());
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failed = Some(format!("read failed mid-frame: {e}"));
+                    break;
+                }
+            }
         }
-        let frame = Bytes::from(buf);
+        if let Some(reason) = failed {
+            break reason;
+        }
+        let frame = buf.freeze();
         let id = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
         let reply = shared
             .pending
