@@ -92,6 +92,8 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
             print_record(&mut out, &r, args.format).context("cannot write to stdout")?;
             seen += 1;
         }
+        // Flush per fetch so that a reader (or Ctrl-C) sees whole fetches promptly.
+        out.flush().context("cannot write to stdout")?;
     }
     out.flush().context("cannot write to stdout")?;
     Ok(())

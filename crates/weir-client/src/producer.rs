@@ -260,6 +260,16 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Fails every batch with the same error.
+    fn fail(&self, batches: Vec<Batch>, error: ClientError) {
+        let error = Arc::new(error);
+        for b in batches {
+            self.finish(b, Err(error.clone()));
+        }
+    }
+}
+
 struct CloseOnDrop(Arc<Shared>);
 
 impl Drop for CloseOnDrop {
@@ -561,10 +571,7 @@ async fn send_batches(shared: &Arc<Shared>, batches: Vec<Batch>) {
         let conn = match shared.client.node_connection(node).await {
             Ok(c) => c,
             Err(e) => {
-                let e = Arc::new(e);
-                for b in batches {
-                    shared.finish(b, Err(e.clone()));
-                }
+                shared.fail(batches, e);
                 continue;
             }
         };
@@ -670,10 +677,7 @@ fn dispatch(
     let in_flight = match conn.start(&request) {
         Ok(f) => f,
         Err(e) => {
-            let e = Arc::new(e);
-            for b in batches {
-                shared.finish(b, Err(e.clone()));
-            }
+            shared.fail(batches, e);
             return;
         }
     };
@@ -724,12 +728,7 @@ fn dispatch(
                     shared.finish(b, outcome);
                 }
             }
-            Err(e) => {
-                let e = Arc::new(e);
-                for b in batches {
-                    shared.finish(b, Err(e.clone()));
-                }
-            }
+            Err(e) => shared.fail(batches, e),
         }
     });
 }
