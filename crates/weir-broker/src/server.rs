@@ -137,6 +137,8 @@ async fn connection(
                     let item = match service.handle(f) {
                         Handled::Ready(r) => InFlight::Ready(r),
                         Handled::Later(fut) => InFlight::Task(tokio::spawn(fut)),
+                        // Finish it before reading on: later requests may depend on it.
+                        Handled::Ordered(fut) => InFlight::Ready(fut.await),
                     };
                     let closing = matches!(item, InFlight::Ready(Reply::Close(_)));
                     if tx.send(item).await.is_err() || closing {

@@ -38,8 +38,11 @@ pub enum Reply {
 pub enum Handled {
     /// The reply is ready.
     Ready(Reply),
-    /// The reply comes when this future resolves.
+    /// The reply comes when this future resolves; later requests may be handled meanwhile.
     Later(BoxFuture<Reply>),
+    /// The reply comes when this future resolves, and the connection's next request must
+    /// wait for it (it changes which topics exist, which later requests may depend on).
+    Ordered(BoxFuture<Reply>),
 }
 
 impl std::fmt::Debug for Handled {
@@ -47,6 +50,7 @@ impl std::fmt::Debug for Handled {
         match self {
             Self::Ready(r) => f.debug_tuple("Ready").field(r).finish(),
             Self::Later(_) => f.write_str("Later(..)"),
+            Self::Ordered(_) => f.write_str("Ordered(..)"),
         }
     }
 }
@@ -55,6 +59,10 @@ impl std::fmt::Debug for Handled {
 pub(crate) enum Outcome<R> {
     Now(R),
     Later(BoxFuture<R>),
+    /// Like `Later`, but the connection waits for it before its next request.
+    Ordered(BoxFuture<R>),
+    /// No response, but the connection waits for this before its next request.
+    OrderedSilent(BoxFuture<()>),
     Silent,
 }
 
@@ -114,16 +122,22 @@ impl Ctx {
             })
             .collect();
         let mut out = Vec::with_capacity(pending.len());
+        let mut raced = false;
         for (name, p) in pending {
             match p.await {
                 Ok(_) => tracing::info!(topic = %name, "auto-created topic"),
-                Err(LogError::TopicExists(_)) => {}
+                // Another connection created it; its commit may still be publishing.
+                Err(LogError::TopicExists(_)) => raced = true,
                 Err(e) => {
                     out.push((name, Some(e)));
                     continue;
                 }
             }
             out.push((name, None));
+        }
+        if raced {
+            // The writer answers a sync after publishing everything committed before it.
+            let _ = self.log.sync().await;
         }
         out
     }
@@ -268,6 +282,14 @@ where
         Outcome::Now(r) => Handled::Ready(encode(correlation_id, version, &r)),
         Outcome::Silent => Handled::Ready(Reply::Silent),
         Outcome::Later(fut) => Handled::Later(Box::pin(async move {
+            let r = fut.await;
+            encode(correlation_id, version, &r)
+        })),
+        Outcome::OrderedSilent(fut) => Handled::Ordered(Box::pin(async move {
+            fut.await;
+            Reply::Silent
+        })),
+        Outcome::Ordered(fut) => Handled::Ordered(Box::pin(async move {
             let r = fut.await;
             encode(correlation_id, version, &r)
         })),

@@ -80,11 +80,12 @@ pub(crate) fn handle(
         finish(submit(&ctx)).await
     };
     if acks == 0 {
-        // Nobody waits for the answer; the appends still happen, after the creation.
-        tokio::spawn(fut);
-        return Outcome::Silent;
+        // Nobody waits for the answer, but later requests must see the topic.
+        return Outcome::OrderedSilent(Box::pin(async move {
+            fut.await;
+        }));
     }
-    Outcome::Later(Box::pin(fut))
+    Outcome::Ordered(Box::pin(fut))
 }
 
 fn submit_one(

@@ -12,7 +12,8 @@ pub(crate) fn handle(
     ctx: &Arc<Ctx>,
     req: InitProducerIdRequest,
 ) -> Outcome<InitProducerIdResponse> {
-    if let Some(tid) = &req.transactional_id {
+    // An empty id is taken as none, as some clients send it for plain idempotence.
+    if let Some(tid) = req.transactional_id.as_ref().filter(|t| !t.is_empty()) {
         tracing::warn!(transactional_id = %&**tid, "transactions are not supported yet; refusing InitProducerId");
         return Outcome::Now(
             InitProducerIdResponse::default()
