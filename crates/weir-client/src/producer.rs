@@ -344,10 +344,11 @@ impl Producer {
             && shared.config.partitioner == Partitioner::Default;
         let mut pending = Some(pending);
         let mut permit = None;
+        let mut partition = record.partition;
         loop {
             if let Some(delivery) = self.try_append(
                 &topic,
-                record.partition,
+                &mut partition,
                 &mut pending,
                 size,
                 sticky,
@@ -367,11 +368,12 @@ impl Producer {
     }
 
     /// Appends `pending` to its partition's open batch; `Ok(None)` when a new
-    /// batch is needed and `permit` is empty (then `pending` is left in place).
+    /// batch is needed and `permit` is empty (then `pending` is left in place and
+    /// `chosen` holds the partition picked, so the retry does not pick again).
     fn try_append(
         &self,
         topic: &Arc<TopicInfo>,
-        partition: Option<i32>,
+        chosen: &mut Option<i32>,
         pending: &mut Option<PendingRecord>,
         size: usize,
         sticky: bool,
@@ -380,7 +382,7 @@ impl Producer {
         let shared = &self.shared;
         let count = topic.partitions.len();
         let mut acc = shared.lock();
-        let partition = match partition {
+        let partition = match *chosen {
             Some(p) if p >= 0 && (p as usize) < count => p,
             Some(p) => {
                 return Err(ClientError::UnknownPartition {
@@ -396,6 +398,7 @@ impl Producer {
                 shared.config.partitioner,
             ),
         };
+        *chosen = Some(partition);
         let key: (Arc<str>, i32) = (Arc::from(topic.name.as_str()), partition);
         if !acc.open.contains_key(&key) {
             let Some(p) = permit.take() else {

@@ -95,6 +95,8 @@ fn fast_consumer(client: Client) -> Consumer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_are_negotiated_per_api() {
     let broker = TestBroker::start(true).await;
+    // weir serves ApiVersions v0-v3 and this client asks v4 first, so connecting at all
+    // proves the KIP-511 fallback (a v0-format UNSUPPORTED_VERSION answer, then v3).
     let conn = Connection::connect(broker.addr.parse().unwrap(), ConnectionConfig::default())
         .await
         .unwrap();
@@ -305,4 +307,73 @@ async fn no_broker_is_a_connect_error() {
     let e = Client::connect(&addr).await.unwrap_err();
     assert!(matches!(e, ClientError::Connect { .. }), "{e}");
     assert!(e.to_string().contains(&addr), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_is_sent_without_waiting_for_linger() {
+    let broker = TestBroker::start(true).await;
+    let client = Client::connect(&broker.addr).await.unwrap();
+    client.create_topic(NewTopic::new("full", 1)).await.unwrap();
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig {
+            linger: Duration::from_secs(3600),
+            batch_size: 1000,
+            ..ProducerConfig::default()
+        },
+    )
+    .unwrap();
+    // 20 records of ~116 bytes fill a 1000-byte batch; the record after them opens another.
+    let mut deliveries = Vec::new();
+    for n in 0..20 {
+        let d = producer
+            .send(ProducerRecord::new("full", vec![n as u8; 100]))
+            .await
+            .unwrap();
+        deliveries.push(d);
+    }
+    let first = deliveries.remove(0);
+    let meta = tokio::time::timeout(Duration::from_secs(20), first)
+        .await
+        .expect("a full batch goes out long before its linger")
+        .unwrap();
+    assert_eq!(meta.offset, 0);
+    // The tail batch waits for linger; flush sends it at once.
+    let last = deliveries.pop().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), producer.flush())
+        .await
+        .expect("flush sends lingering batches");
+    assert_eq!(last.await.unwrap().offset, 19);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_spreads_records_evenly() {
+    let broker = TestBroker::start(true).await;
+    let client = Client::connect(&broker.addr).await.unwrap();
+    client.create_topic(NewTopic::new("rr", 3)).await.unwrap();
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig {
+            partitioner: weir_client::Partitioner::RoundRobin,
+            ..ProducerConfig::default()
+        },
+    )
+    .unwrap();
+    let mut deliveries = Vec::new();
+    for n in 0..30 {
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new("rr", format!("{n}")).with_key("same-key"))
+                .await
+                .unwrap(),
+        );
+    }
+    producer.flush().await;
+    let mut per_partition = [0; 3];
+    for d in deliveries {
+        per_partition[d.await.unwrap().partition as usize] += 1;
+    }
+    assert_eq!(per_partition, [10, 10, 10]);
+    broker.stop().await;
 }
