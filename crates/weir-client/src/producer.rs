@@ -2,6 +2,7 @@
 //! when it is full or has lingered long enough, and every record learns its
 //! offset once the broker acknowledged its batch.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -185,6 +186,11 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// Whether the batch has been answered (then [`wait`](Self::wait) returns at once).
+    pub fn is_done(&self) -> bool {
+        self.rx.borrow().is_some()
+    }
+
     /// Waits for the batch's answer.
     pub async fn wait(mut self) -> Result<RecordMetadata> {
         let outcome = match self.rx.wait_for(Option::is_some).await {
@@ -228,11 +234,53 @@ struct Batch {
     _permit: OwnedSemaphorePermit,
 }
 
+/// Open batches of one topic, looked up by `&str` so that appending allocates nothing.
+struct TopicBatches {
+    name: Arc<str>,
+    open: HashMap<i32, Batch>,
+    /// Round-robin counter, or the sticky partition for records without a key.
+    next_partition: u32,
+}
+
 #[derive(Default)]
 struct Accumulator {
-    open: HashMap<(Arc<str>, i32), Batch>,
+    topics: HashMap<String, TopicBatches>,
     ready: VecDeque<Batch>,
-    next_partition: HashMap<Arc<str>, u32>,
+}
+
+impl Accumulator {
+    fn topic(&mut self, name: &str) -> &mut TopicBatches {
+        if !self.topics.contains_key(name) {
+            self.topics.insert(
+                name.to_string(),
+                TopicBatches {
+                    name: Arc::from(name),
+                    open: HashMap::new(),
+                    next_partition: 0,
+                },
+            );
+        }
+        self.topics
+            .get_mut(name)
+            .unwrap_or_else(|| unreachable!("inserted above"))
+    }
+
+    /// Moves every open batch that `expired` selects to the ready queue.
+    fn close_where(&mut self, mut expired: impl FnMut(&Batch) -> bool) {
+        for t in self.topics.values_mut() {
+            let keys: Vec<i32> = t
+                .open
+                .iter()
+                .filter(|(_, b)| expired(b))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in keys {
+                if let Some(b) = t.open.remove(&k) {
+                    self.ready.push_back(b);
+                }
+            }
+        }
+    }
 }
 
 struct Shared {
@@ -399,16 +447,19 @@ impl Producer {
             ),
         };
         *chosen = Some(partition);
-        let key: (Arc<str>, i32) = (Arc::from(topic.name.as_str()), partition);
-        if !acc.open.contains_key(&key) {
-            let Some(p) = permit.take() else {
-                return Ok(None);
-            };
-            let (done, _) = watch::channel(None);
-            shared.outstanding.fetch_add(1, Ordering::AcqRel);
-            acc.open.insert(
-                key.clone(),
-                Batch {
+        let acc = &mut *acc;
+        let slot = acc.topic(&topic.name);
+        let name = slot.name.clone();
+        let batch = match slot.open.entry(partition) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => {
+                let Some(p) = permit.take() else {
+                    return Ok(None);
+                };
+                let (done, _) = watch::channel(None);
+                shared.outstanding.fetch_add(1, Ordering::AcqRel);
+                shared.wake.notify_one();
+                v.insert(Batch {
                     topic: topic.clone(),
                     partition,
                     records: Vec::new(),
@@ -417,11 +468,10 @@ impl Producer {
                     created: Instant::now(),
                     done,
                     _permit: p,
-                },
-            );
-            shared.wake.notify_one();
-        }
-        let (Some(batch), Some(record)) = (acc.open.get_mut(&key), pending.take()) else {
+                })
+            }
+        };
+        let Some(record) = pending.take() else {
             return Err(ClientError::ProducerClosed);
         };
         let delivery = Delivery {
@@ -429,16 +479,17 @@ impl Producer {
             index: batch.records.len() as i64,
             partition,
             timestamp: record.timestamp,
-            topic: key.0.clone(),
+            topic: name,
         };
         batch.records.push(record);
         batch.bytes += size;
         if batch.bytes >= shared.config.batch_size {
-            if let Some(full) = acc.open.remove(&key) {
+            if let Some(full) = slot.open.remove(&partition) {
                 acc.ready.push_back(full);
             }
-            if sticky {
-                advance_sticky(&mut acc, &key.0, count);
+            if sticky && count > 1 {
+                let slot = acc.topic(&topic.name);
+                slot.next_partition = slot.next_partition.wrapping_add(1);
             }
             shared.wake.notify_one();
         }
@@ -449,9 +500,7 @@ impl Producer {
     pub async fn flush(&self) {
         let shared = &self.shared;
         {
-            let mut acc = shared.lock();
-            let open: Vec<Batch> = acc.open.drain().map(|(_, b)| b).collect();
-            acc.ready.extend(open);
+            shared.lock().close_where(|_| true);
         }
         shared.wake.notify_one();
         loop {
@@ -469,29 +518,15 @@ fn choose(acc: &mut Accumulator, topic: &TopicInfo, key: Option<&[u8]>, how: Par
     match (how, key) {
         (Partitioner::Default, Some(k)) => partition_for_key(k, count),
         (Partitioner::Default, None) => {
-            let n = acc
-                .next_partition
-                .entry(Arc::from(topic.name.as_str()))
-                .or_insert(0);
-            (*n % count.max(1) as u32) as i32
+            let n = acc.topic(&topic.name).next_partition;
+            (n % count.max(1) as u32) as i32
         }
         (Partitioner::RoundRobin, _) => {
-            let n = acc
-                .next_partition
-                .entry(Arc::from(topic.name.as_str()))
-                .or_insert(0);
-            let p = (*n % count.max(1) as u32) as i32;
-            *n = n.wrapping_add(1);
+            let slot = acc.topic(&topic.name);
+            let p = (slot.next_partition % count.max(1) as u32) as i32;
+            slot.next_partition = slot.next_partition.wrapping_add(1);
             p
         }
-    }
-}
-
-fn advance_sticky(acc: &mut Accumulator, topic: &Arc<str>, count: usize) {
-    if count > 1
-        && let Some(n) = acc.next_partition.get_mut(topic)
-    {
-        *n = n.wrapping_add(1);
     }
 }
 
@@ -508,21 +543,13 @@ async fn sender_loop(shared: Arc<Shared>) {
             let mut acc = shared.lock();
             let now = Instant::now();
             let closing = shared.closed.load(Ordering::Acquire);
-            let expired: Vec<(Arc<str>, i32)> = acc
-                .open
-                .iter()
-                .filter(|(_, b)| closing || b.created + shared.config.linger <= now)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in expired {
-                if let Some(b) = acc.open.remove(&k) {
-                    acc.ready.push_back(b);
-                }
-            }
+            let linger = shared.config.linger;
+            acc.close_where(|b| closing || b.created + linger <= now);
             let next = acc
-                .open
+                .topics
                 .values()
-                .map(|b| b.created + shared.config.linger)
+                .flat_map(|t| t.open.values())
+                .map(|b| b.created + linger)
                 .min();
             (acc.ready.drain(..).collect::<Vec<_>>(), next)
         };
