@@ -61,9 +61,12 @@ pub(crate) enum Outcome<R> {
     Later(BoxFuture<R>),
     /// Like `Later`, but the connection waits for it before its next request.
     Ordered(BoxFuture<R>),
-    /// No response, but the connection waits for this before its next request.
-    OrderedSilent(BoxFuture<()>),
-    Silent,
+    /// No response (a produce with acks=0). The future names a failure, if any, which
+    /// closes the connection as Kafka does, so the producer notices and refreshes.
+    Unanswered {
+        ordered: bool,
+        outcome: BoxFuture<Option<String>>,
+    },
 }
 
 /// The APIs and versions weir serves, as ApiVersions reports them.
@@ -77,6 +80,7 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// The versions of `api` weir serves, if any.
@@ -238,6 +242,9 @@ impl Service {
             ApiKey::InitProducerId => {
                 run(corr, version, body, |r| handlers::producer_id::handle(c, r))
             }
+            ApiKey::DeleteRecords => run(corr, version, body, |r| {
+                handlers::delete_records::handle(c, r)
+            }),
             other => close(format!("{other:?} is listed as served but has no handler")),
         }
     }
@@ -280,15 +287,23 @@ where
     };
     match handler(req) {
         Outcome::Now(r) => Handled::Ready(encode(correlation_id, version, &r)),
-        Outcome::Silent => Handled::Ready(Reply::Silent),
         Outcome::Later(fut) => Handled::Later(Box::pin(async move {
             let r = fut.await;
             encode(correlation_id, version, &r)
         })),
-        Outcome::OrderedSilent(fut) => Handled::Ordered(Box::pin(async move {
-            fut.await;
-            Reply::Silent
-        })),
+        Outcome::Unanswered { ordered, outcome } => {
+            let fut: BoxFuture<Reply> = Box::pin(async move {
+                match outcome.await {
+                    None => Reply::Silent,
+                    Some(why) => Reply::Close(format!("acks=0 produce failed: {why}")),
+                }
+            });
+            if ordered {
+                Handled::Ordered(fut)
+            } else {
+                Handled::Later(fut)
+            }
+        }
         Outcome::Ordered(fut) => Handled::Ordered(Box::pin(async move {
             let r = fut.await;
             encode(correlation_id, version, &r)

@@ -176,9 +176,12 @@ async fn rskafka_creates_produces_fetches_and_lists_offsets() {
         pc.get_offset(OffsetAt::Timestamp(ts(1_700_000_000_001)))
             .await
             .unwrap(),
-        0,
-        "the batch holding the timestamp (weir resolves timestamps per batch)"
+        1,
+        "the first record at or after the timestamp"
     );
+    // DeleteRecords removes whole batches below the offset.
+    pc.delete_records(3, 5_000).await.unwrap();
+    assert_eq!(pc.get_offset(OffsetAt::Earliest).await.unwrap(), 3);
     client
         .controller_client()
         .unwrap()

@@ -249,6 +249,13 @@ async fn produce_with_acks_zero_has_no_response_but_lands() {
     // A long poll sees it arrive.
     let r = call(&svc, 12, &fetch_req("t", 0, 5_000, 1)).await;
     assert_eq!(r.responses[0].partitions[0].high_watermark, 2);
+    // A failed acks=0 produce closes the connection (as Kafka does), so the producer notices.
+    let frame = request_frame(9, 2, &produce_req("t", 0, Bytes::from_static(b"bad"), 0));
+    let r = reply(svc.handle(frame)).await;
+    assert!(
+        matches!(r, Reply::Close(ref why) if why.contains("CorruptMessage")),
+        "{r:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,13 +326,32 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
                     .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(ts)]),
             ])
     };
-    for (ts, want) in [(-2, 0), (-1, 4), (1_500, 2), (500, 0), (9_999, -1)] {
+    let spread: Vec<_> = (0..3)
+        .map(|i| weir_log::Record::value(3_000 + i, "v"))
+        .collect();
+    let spread = Bytes::from(weir_log::batch::encode(&spread));
+    call(&svc, 9, &produce_req("t", 0, spread, 1)).await;
+    for (ts, want) in [
+        (-2, 0),
+        (-1, 7),
+        (1_500, 2),
+        (500, 0),
+        (3_001, 5),
+        (9_999, -1),
+    ] {
         let r = call(&svc, 6, &ask(ts)).await;
         let p = &r.topics[0].partitions[0];
         assert_eq!((p.error_code, p.offset), (0, want), "timestamp {ts}");
     }
     let r = call(&svc, 1, &ask(1_500)).await;
     assert_eq!(r.topics[0].partitions[0].timestamp, 2_000);
+    let r = call(&svc, 1, &ask(3_002)).await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(
+        (p.offset, p.timestamp),
+        (6, 3_002),
+        "exact record inside a batch"
+    );
 }
 
 #[tokio::test]
@@ -432,6 +458,12 @@ async fn unserved_group_apis_get_an_error_response() {
         error(r.coordinators[0].error_code),
         Some(ResponseError::UnsupportedVersion)
     );
+    let r = call(&svc, 1, &SaslHandshakeRequest::default()).await;
+    assert_eq!(
+        error(r.error_code),
+        Some(ResponseError::UnsupportedSaslMechanism)
+    );
+    assert!(r.mechanisms.is_empty());
     // An API with no error field to set: the connection is closed, nothing panics.
     let frame = request_frame(8, 1, &OffsetCommitRequest::default());
     assert!(matches!(reply(svc.handle(frame)).await, Reply::Close(_)));
@@ -600,4 +632,101 @@ async fn compressed_batches_are_stored_and_served_as_sent() {
         assert_eq!(back.records[7].offset, next + 7);
         next += 50;
     }
+}
+
+/// The error responses of unserved APIs encode at every version the protocol library knows.
+#[tokio::test]
+async fn unserved_error_responses_encode_at_every_version() {
+    let (_d, svc) = service(BrokerConfig::default());
+    for api in [
+        ApiKey::JoinGroup,
+        ApiKey::SyncGroup,
+        ApiKey::Heartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::ListGroups,
+        ApiKey::DescribeCluster,
+        ApiKey::SaslHandshake,
+        ApiKey::FindCoordinator,
+    ] {
+        let range = api.valid_versions();
+        for v in range.min..=range.max.min(if api == ApiKey::FindCoordinator {
+            3
+        } else {
+            i16::MAX
+        }) {
+            let mut frame = (api as i16).to_be_bytes().to_vec();
+            frame.extend_from_slice(&v.to_be_bytes());
+            frame.extend_from_slice(&5i32.to_be_bytes());
+            match reply(svc.handle(Bytes::from(frame))).await {
+                Reply::Frame(f) => assert_eq!(&f[4..8], &5i32.to_be_bytes(), "{api:?} v{v}"),
+                other => panic!("{api:?} v{v}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn topics_by_id_in_metadata_and_delete() {
+    let (_d, svc) = service(BrokerConfig::default());
+    create(&svc, "byid", 1, &[]).await;
+    let id = uuid::Uuid::from_bytes(svc.log().topic("byid").unwrap().uuid);
+    let by_id = |id| {
+        MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default()
+                .with_name(None)
+                .with_topic_id(id),
+        ]))
+    };
+    let r = call(&svc, 12, &by_id(id)).await;
+    assert_eq!(r.topics[0].name.as_deref().map(|n| &**n), Some("byid"));
+    let r = call(&svc, 12, &by_id(uuid::Uuid::from_u128(7))).await;
+    assert_eq!(
+        error(r.topics[0].error_code),
+        Some(ResponseError::UnknownTopicId)
+    );
+    let del = DeleteTopicsRequest::default().with_topics(vec![
+        delete_topics_request::DeleteTopicState::default()
+            .with_name(None)
+            .with_topic_id(id),
+    ]);
+    let r = call(&svc, 6, &del).await;
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(r.responses[0].name.as_deref().map(|n| &**n), Some("byid"));
+    assert!(svc.log().topic("byid").is_none());
+}
+
+#[tokio::test]
+async fn delete_records_moves_the_log_start() {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    let (_d, svc) = service(BrokerConfig::default());
+    create(&svc, "dr", 1, &[]).await;
+    for _ in 0..3 {
+        call(&svc, 9, &produce_req("dr", 0, batch(2, 1), 1)).await;
+    }
+    let req = |offset: i64| {
+        DeleteRecordsRequest::default().with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(name("dr"))
+                .with_partitions(vec![DeleteRecordsPartition::default().with_offset(offset)]),
+        ])
+    };
+    for v in 0..=2 {
+        let r = call(&svc, v, &req(2)).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.low_watermark), (0, 2), "v{v}");
+    }
+    let r = call(&svc, 2, &req(99)).await;
+    assert_eq!(
+        error(r.topics[0].partitions[0].error_code),
+        Some(ResponseError::OffsetOutOfRange)
+    );
+    let r = call(&svc, 12, &fetch_req("dr", 0, 0, 0)).await;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(error(p.error_code), Some(ResponseError::OffsetOutOfRange));
+    assert_eq!(
+        p.log_start_offset, 2,
+        "fetch below the new log start is out of range"
+    );
 }

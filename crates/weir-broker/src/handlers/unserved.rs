@@ -42,7 +42,13 @@ pub(crate) fn reply(api: ApiKey, version: i16, correlation_id: i32, frame: Bytes
         ApiKey::LeaveGroup => top_level_error!(LeaveGroupResponse, c, v),
         ApiKey::ListGroups => top_level_error!(ListGroupsResponse, c, v),
         ApiKey::DescribeCluster => top_level_error!(DescribeClusterResponse, c, v),
-        ApiKey::SaslHandshake => top_level_error!(SaslHandshakeResponse, c, v),
+        // No SASL: no mechanism is enabled, which is what the mechanism list says.
+        ApiKey::SaslHandshake => encode(
+            c,
+            v,
+            &SaslHandshakeResponse::default()
+                .with_error_code(ResponseError::UnsupportedSaslMechanism.code()),
+        ),
         ApiKey::FindCoordinator if v < 4 => top_level_error!(FindCoordinatorResponse, c, v),
         ApiKey::FindCoordinator => find_coordinator(v, frame),
         other => Reply::Close(format!(
