@@ -92,6 +92,12 @@ pub struct ProducerConfig {
     pub ack_timeout: Duration,
     /// Ask the broker to create unknown topics.
     pub allow_auto_create: bool,
+    /// How often a batch is sent again after a retriable error (leader moved, connection
+    /// lost, timeout). Without idempotence a retry may store a batch twice or, with
+    /// several requests in flight, reorder it after a newer one — as Kafka's producer.
+    pub retries: u32,
+    /// Wait before a retry.
+    pub retry_backoff: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -106,6 +112,8 @@ impl Default for ProducerConfig {
             max_pending_batches: 256,
             ack_timeout: Duration::from_secs(30),
             allow_auto_create: true,
+            retries: 3,
+            retry_backoff: Duration::from_millis(100),
         }
     }
 }
@@ -228,6 +236,10 @@ struct Batch {
     records: Vec<PendingRecord>,
     /// How many records went into the encoded batch (records is emptied by encoding).
     records_sent: usize,
+    /// The encoded batch, kept for retries.
+    encoded: Option<Bytes>,
+    /// Sends so far.
+    attempts: u32,
     bytes: usize,
     created: Instant,
     done: watch::Sender<Outcome>,
@@ -464,6 +476,8 @@ impl Producer {
                     partition,
                     records: Vec::new(),
                     records_sent: 0,
+                    encoded: None,
+                    attempts: 0,
                     bytes: 0,
                     created: Instant::now(),
                     done,
@@ -583,7 +597,17 @@ async fn sender_loop(shared: Arc<Shared>) {
 async fn send_batches(shared: &Arc<Shared>, batches: Vec<Batch>) {
     // Group by leader node, keeping arrival order.
     let mut by_node: Vec<(i32, Vec<Batch>)> = Vec::new();
-    for b in batches {
+    for mut b in batches {
+        if b.attempts > 0 {
+            // The leader may have moved: look the topic up again.
+            match shared.client.topic(&b.topic.name, false).await {
+                Ok(t) => b.topic = t,
+                Err(e) => {
+                    shared.finish(b, Err(Arc::new(e)));
+                    continue;
+                }
+            }
+        }
         let leader = crate::client::partition_of(&b.topic, b.partition).map(|p| p.leader);
         let leader = match leader {
             Ok(l) => l,
@@ -609,10 +633,20 @@ async fn send_batches(shared: &Arc<Shared>, batches: Vec<Batch>) {
         let mut request_bytes = 0;
         let mut encoded = Vec::new();
         for mut b in batches {
-            let records = std::mem::take(&mut b.records);
-            b.records_sent = records.len();
-            let bytes = match encode_batch(records, shared.config.compression) {
-                Ok(bytes) => bytes,
+            let batch_bytes = match b.encoded.clone() {
+                Some(bytes) => Ok(bytes),
+                None => {
+                    let records = std::mem::take(&mut b.records);
+                    b.records_sent = records.len();
+                    encode_batch(records, shared.config.compression)
+                }
+            };
+            b.attempts += 1;
+            let bytes = match batch_bytes {
+                Ok(bytes) => {
+                    b.encoded = Some(bytes.clone());
+                    bytes
+                }
                 Err(reason) => {
                     shared.finish(
                         b,
@@ -656,15 +690,15 @@ fn dispatch(
     // and each learns its base offset from the records queued before it.
     let mut topics: Vec<TopicProduceData> = Vec::new();
     let mut skip: Vec<i64> = Vec::with_capacity(batches.len());
-    let mut parts: Vec<(Arc<TopicInfo>, i32, bytes::BytesMut, i64)> = Vec::new();
+    let mut parts: Vec<(Arc<TopicInfo>, i32, Vec<Bytes>, i64)> = Vec::new();
     for (b, bytes) in batches.iter().zip(encoded) {
         match parts
             .iter_mut()
             .find(|(t, p, _, _)| *p == b.partition && t.name == b.topic.name)
         {
-            Some((_, _, buf, count)) => {
+            Some((_, _, set, count)) => {
                 skip.push(*count);
-                buf.extend_from_slice(&bytes);
+                set.push(bytes);
                 *count += b.records_sent as i64;
             }
             None => {
@@ -672,16 +706,20 @@ fn dispatch(
                 parts.push((
                     b.topic.clone(),
                     b.partition,
-                    bytes::BytesMut::from(&bytes[..]),
+                    vec![bytes],
                     b.records_sent as i64,
                 ));
             }
         }
     }
-    for (topic, partition, buf, _) in parts {
+    for (topic, partition, set, _) in parts {
+        let records = match <[Bytes; 1]>::try_from(set) {
+            Ok([one]) => one,
+            Err(many) => many.concat().into(),
+        };
         let data = PartitionProduceData::default()
             .with_index(partition)
-            .with_records(Some(buf.freeze()));
+            .with_records(Some(records));
         match topics.iter_mut().find(|t| t.name.0.as_str() == topic.name) {
             Some(t) => t.partition_data.push(data),
             None => topics.push(
@@ -714,6 +752,7 @@ fn dispatch(
     let shared = shared.clone();
     let addr = conn.addr();
     tokio::spawn(async move {
+        let mut retry = Vec::new();
         match in_flight.response().await {
             Ok(response) => {
                 for (b, skip) in batches.into_iter().zip(skip) {
@@ -740,11 +779,16 @@ fn dispatch(
                             if matches!(p.error_code, 3 | 6 | 100) {
                                 shared.client.invalidate(&b.topic.name);
                             }
-                            Err(Arc::new(ClientError::kafka(
+                            let e = ClientError::kafka(
                                 p.error_code,
                                 format!("produce to {}-{}", b.topic.name, b.partition),
                                 p.error_message.as_deref(),
-                            )))
+                            );
+                            if e.is_retriable() && b.attempts <= shared.config.retries {
+                                retry.push(b);
+                                continue;
+                            }
+                            Err(Arc::new(e))
                         }
                         None => Err(Arc::new(ClientError::Protocol {
                             addr,
@@ -758,7 +802,30 @@ fn dispatch(
                     shared.finish(b, outcome);
                 }
             }
+            Err(e) if e.is_retriable() => {
+                let (again, give_up): (Vec<Batch>, Vec<Batch>) = batches
+                    .into_iter()
+                    .partition(|b| b.attempts <= shared.config.retries);
+                retry = again;
+                if !give_up.is_empty() {
+                    shared.fail(give_up, e);
+                }
+            }
             Err(e) => shared.fail(batches, e),
+        }
+        if !retry.is_empty() {
+            tracing::debug!(
+                batches = retry.len(),
+                "retrying produce after a retriable error"
+            );
+            tokio::time::sleep(shared.config.retry_backoff).await;
+            {
+                let mut acc = shared.lock();
+                for b in retry.into_iter().rev() {
+                    acc.ready.push_front(b);
+                }
+            }
+            shared.wake.notify_one();
         }
     });
 }

@@ -377,3 +377,43 @@ async fn round_robin_spreads_records_evenly() {
     assert_eq!(per_partition, [10, 10, 10]);
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retriable_produce_error_is_retried_with_fresh_metadata() {
+    let broker = TestBroker::start(false).await;
+    let client = Client::connect(&broker.addr).await.unwrap();
+    client.create_topic(NewTopic::new("gone", 1)).await.unwrap();
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig {
+            retry_backoff: Duration::from_millis(10),
+            ..ProducerConfig::default()
+        },
+    )
+    .unwrap();
+    let d = producer
+        .send(ProducerRecord::new("gone", "a"))
+        .await
+        .unwrap();
+    assert_eq!(d.await.unwrap().offset, 0);
+    // Delete behind the producer's back (another client), so its metadata is stale.
+    let other = Client::connect(&broker.addr).await.unwrap();
+    other.delete_topics(&["gone"]).await.unwrap();
+    let d = producer
+        .send(ProducerRecord::new("gone", "b"))
+        .await
+        .unwrap();
+    let e = d.await.unwrap_err();
+    // The broker's UNKNOWN_TOPIC_OR_PARTITION is retriable; the retry looked the topic
+    // up again and found it gone, which is what the caller hears.
+    match e {
+        ClientError::Delivery { ref source, .. } => {
+            assert!(
+                matches!(**source, ClientError::UnknownTopic(ref t) if t == "gone"),
+                "{e}"
+            )
+        }
+        other => panic!("expected a delivery error, got {other}"),
+    }
+    broker.stop().await;
+}
