@@ -68,6 +68,22 @@ impl TestBroker {
     }
 }
 
+/// A client on `broker`, a new topic, and a producer with `config`.
+async fn topic_and_producer(
+    broker: &TestBroker,
+    topic: &str,
+    partitions: i32,
+    config: ProducerConfig,
+) -> (Client, Producer) {
+    let client = Client::connect(&broker.addr).await.unwrap();
+    client
+        .create_topic(NewTopic::new(topic, partitions))
+        .await
+        .unwrap();
+    let producer = Producer::new(client.clone(), config).unwrap();
+    (client, producer)
+}
+
 async fn read_all(consumer: &mut Consumer, n: usize) -> Vec<ConsumerRecord> {
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -193,9 +209,7 @@ async fn every_compression_round_trips_byte_identical() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seek_by_timestamp_earliest_and_latest() {
     let broker = TestBroker::start(true).await;
-    let client = Client::connect(&broker.addr).await.unwrap();
-    client.create_topic(NewTopic::new("ts", 1)).await.unwrap();
-    let producer = Producer::new(client.clone(), ProducerConfig::default()).unwrap();
+    let (client, producer) = topic_and_producer(&broker, "ts", 1, ProducerConfig::default()).await;
     // Separate sends so that each record is its own batch with its own max timestamp.
     for n in 0..10i64 {
         let d = producer
@@ -312,17 +326,17 @@ async fn no_broker_is_a_connect_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_batch_is_sent_without_waiting_for_linger() {
     let broker = TestBroker::start(true).await;
-    let client = Client::connect(&broker.addr).await.unwrap();
-    client.create_topic(NewTopic::new("full", 1)).await.unwrap();
-    let producer = Producer::new(
-        client.clone(),
+    let (_client, producer) = topic_and_producer(
+        &broker,
+        "full",
+        1,
         ProducerConfig {
             linger: Duration::from_secs(3600),
             batch_size: 1000,
             ..ProducerConfig::default()
         },
     )
-    .unwrap();
+    .await;
     // 20 records of ~116 bytes fill a 1000-byte batch; the record after them opens another.
     let mut deliveries = Vec::new();
     for n in 0..20 {
@@ -350,16 +364,16 @@ async fn a_full_batch_is_sent_without_waiting_for_linger() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_spreads_records_evenly() {
     let broker = TestBroker::start(true).await;
-    let client = Client::connect(&broker.addr).await.unwrap();
-    client.create_topic(NewTopic::new("rr", 3)).await.unwrap();
-    let producer = Producer::new(
-        client.clone(),
+    let (_client, producer) = topic_and_producer(
+        &broker,
+        "rr",
+        3,
         ProducerConfig {
             partitioner: weir_client::Partitioner::RoundRobin,
             ..ProducerConfig::default()
         },
     )
-    .unwrap();
+    .await;
     let mut deliveries = Vec::new();
     for n in 0..30 {
         deliveries.push(
@@ -381,16 +395,16 @@ async fn round_robin_spreads_records_evenly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retriable_produce_error_is_retried_with_fresh_metadata() {
     let broker = TestBroker::start(false).await;
-    let client = Client::connect(&broker.addr).await.unwrap();
-    client.create_topic(NewTopic::new("gone", 1)).await.unwrap();
-    let producer = Producer::new(
-        client.clone(),
+    let (_client, producer) = topic_and_producer(
+        &broker,
+        "gone",
+        1,
         ProducerConfig {
             retry_backoff: Duration::from_millis(10),
             ..ProducerConfig::default()
         },
     )
-    .unwrap();
+    .await;
     let d = producer
         .send(ProducerRecord::new("gone", "a"))
         .await
