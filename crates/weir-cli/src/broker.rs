@@ -23,7 +23,7 @@ pub struct BrokerArgs {
     /// Address clients are told to connect to (default: the bound address).
     #[arg(long, value_name = "HOST:PORT")]
     pub advertise: Option<String>,
-    /// A key=value properties file (see `weir broker --help`): auto.create.topics.enable,
+    /// A key=value properties file with any of: auto.create.topics.enable,
     /// num.partitions, socket.request.max.bytes, log.durability (fsync|none|interval),
     /// log.flush.interval.ms, log.cache.bytes, log.retention.check.interval.ms.
     #[arg(long, value_name = "FILE")]

@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 
 /// weir: stream processing on its own Kafka-compatible log.
 #[derive(Debug, Parser)]
-#[command(name = "weir", version, about)]
+#[command(
+    name = "weir",
+    version,
+    about = "weir: stream processing on its own Kafka-compatible log"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
