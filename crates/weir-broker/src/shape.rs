@@ -3,7 +3,7 @@
 //! kafka-protocol 0.18 sizes a `Vec` from an array's length prefix before reading any element,
 //! so a 10-byte request claiming 2^31 elements makes it allocate gigabytes and abort the
 //! process. Every element takes at least one byte on the wire, so this walk refuses any
-//! array, string or byte field that claims more than the bytes left, and any trailing bytes.
+//! array, string or byte field that claims more than the bytes left, before kafka-protocol reads it.
 //! After it passes, decoding allocates in proportion to the frame.
 
 use kafka_protocol::messages::ApiKey;
@@ -181,10 +181,9 @@ pub(crate) fn check(api: ApiKey, version: i16, body: &[u8]) -> Result<(), String
     w.walk_struct(fields)
         .map_err(|what| format!("malformed {api:?} v{version} request: {what}"))?;
     if !w.buf.is_empty() {
-        return Err(format!(
-            "malformed {api:?} v{version} request: {} bytes after its end",
-            w.buf.len()
-        ));
+        // Kafka's own broker ignores bytes past a request's last field, and clients rely on
+        // it: librdkafka 2.16 sends its all-topics Metadata v13 with three such bytes.
+        tracing::debug!(%version, extra = w.buf.len(), "ignoring bytes after the end of a {api:?} request");
     }
     Ok(())
 }
@@ -433,12 +432,12 @@ mod tests {
     }
 
     #[test]
-    fn refuses_huge_counts_and_trailing_bytes() {
+    fn refuses_huge_counts_and_ignores_trailing_bytes() {
         // Metadata v0: a topic array claiming 54 million elements in a 5-byte body.
         let e = check(ApiKey::Metadata, 0, &[3, 0x3c, 0x0c, 0, 0xb6]).unwrap_err();
         assert!(e.contains("claims more bytes"), "{e}");
-        let e = check(ApiKey::Metadata, 1, &[0, 0, 0, 0, 7]).unwrap_err();
-        assert!(e.contains("after its end"), "{e}");
+        // Bytes after the last field are ignored, as Kafka does.
+        check(ApiKey::Metadata, 1, &[0, 0, 0, 0, 7]).unwrap();
         assert!(check(ApiKey::Metadata, 9, &[0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
     }
 }

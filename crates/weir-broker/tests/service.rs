@@ -730,3 +730,44 @@ async fn delete_records_moves_the_log_start() {
         "fetch below the new log start is out of range"
     );
 }
+
+#[tokio::test]
+async fn fetch_respects_the_response_byte_budget() {
+    let (_d, svc) = service(BrokerConfig::default());
+    create(&svc, "two", 2, &[]).await;
+    for p in 0..2 {
+        for _ in 0..3 {
+            let mut req = produce_req("two", p, batch(5, 1), 1);
+            req.topic_data[0].partition_data[0].index = p;
+            call(&svc, 9, &req).await;
+        }
+    }
+    let one = batch(5, 1).len();
+    let mut req = fetch_req("two", 0, 0, 0).with_max_bytes(one as i32 + 1);
+    let second = req.topics[0].partitions[0].clone().with_partition(1);
+    req.topics[0].partitions.push(second);
+    let r = call(&svc, 12, &req).await;
+    let parts = &r.responses[0].partitions;
+    // Whole batches only: the first partition gets one (at least one always comes), the
+    // budget is then spent and the second partition reports its bounds without records.
+    assert_eq!(parts[0].records.as_ref().unwrap().len(), one);
+    assert_eq!(parts[1].records.as_deref(), Some(&[][..]));
+    assert_eq!((parts[1].error_code, parts[1].high_watermark), (0, 15));
+}
+
+#[tokio::test]
+async fn fetch_below_min_bytes_waits_then_answers_with_what_there_is() {
+    let (_d, svc) = service(BrokerConfig::default());
+    create(&svc, "t", 1, &[]).await;
+    call(&svc, 9, &produce_req("t", 0, batch(1, 1), 1)).await;
+    let started = Instant::now();
+    let r = call(&svc, 12, &fetch_req("t", 0, 200, 1 << 20)).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(190),
+        "waited for more bytes"
+    );
+    assert_eq!(
+        r.responses[0].partitions[0].records.as_ref().unwrap().len(),
+        batch(1, 1).len()
+    );
+}

@@ -179,9 +179,11 @@ pub fn validate(bytes: &[u8], max_size: usize) -> Result<BatchHeader, BatchError
     if h.record_count <= 0 {
         return Err(BatchError::Empty);
     }
-    if h.last_offset_delta < 0 || (!h.is_control() && h.last_offset_delta < h.record_count - 1) {
+    // A producer's records have consecutive offsets, as Kafka requires: a larger delta would
+    // leave a hole in the partition's offsets.
+    if h.last_offset_delta < 0 || (!h.is_control() && h.last_offset_delta != h.record_count - 1) {
         return Err(BatchError::Inconsistent(
-            "last offset delta is below record count - 1",
+            "last offset delta is not record count - 1",
         ));
     }
     Ok(h)
@@ -228,6 +230,16 @@ pub fn split_and_validate(
 /// Writes `base_offset` into a batch's header. The CRC does not cover it.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Marks a batch as an idempotent producer's: sets its producer id, epoch and first
+/// sequence, and recomputes the CRC (which covers those fields).
+pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// One record to append: what a producer hands over.

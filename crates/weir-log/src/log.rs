@@ -28,11 +28,12 @@ pub enum Durability {
     /// fsync every commit; a caller is answered after its data is on disk. The default.
     #[default]
     Fsync,
-    /// fsync at most every this many milliseconds; commits in between survive a process
-    /// crash but not a power loss.
+    /// fsync at most every this many milliseconds. Commits since the last fsync live only in
+    /// this process's memory (redb's non-durable commits): a process crash loses them, as
+    /// a power loss does, though they were acknowledged.
     Interval(u64),
     /// Never fsync on the write path (a durable commit runs every 30 s so redb can reuse
-    /// space, and on close).
+    /// space, and on close); a crash loses everything since the last of those.
     None,
 }
 
@@ -238,6 +239,7 @@ impl Log {
             .map(|(n, t)| (n.clone(), writer::publish_topic(t)))
             .collect();
         let published = Arc::new(RwLock::new(published));
+        crate::metrics::watch_log(&published);
         let (tx, rx) = std::sync::mpsc::channel();
         let w = Writer::new(
             db.clone(),
@@ -245,6 +247,7 @@ impl Log {
             topics,
             options.durability,
             options.retention_check_interval,
+            writer::load_producers(&db)?,
         );
         let writer = std::thread::Builder::new()
             .name("weir-log-writer".into())
@@ -414,6 +417,12 @@ impl Log {
         self.send(|reply| Request::Sync { reply })
     }
 
+    /// A new idempotent producer id, never handed out before in this log (Kafka's
+    /// InitProducerId without a transactional id; the epoch is 0).
+    pub fn allocate_producer_id(&self) -> Pending<i64> {
+        self.send(|reply| Request::AllocateProducerId { reply })
+    }
+
     /// A partition's bounds as last committed.
     pub fn bounds(&self, topic: &str, partition: i32) -> Result<PartitionBounds> {
         let t = self.topic_handle(topic)?;
@@ -444,7 +453,7 @@ impl Log {
         let (log_start, hw) = txn
             .open_table(PARTITIONS)?
             .get(&keys::partition_key(id, p))?
-            .map(|v| keys::decode_bounds(&v.value()))
+            .map(|v| keys::decode_bounds(v.value()))
             .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?;
         if offset < log_start || offset > hw {
             return Err(LogError::OffsetOutOfRange {
@@ -515,9 +524,9 @@ impl Log {
         let hi = keys::batch_key(id, p + 1, 0);
         for e in index.range::<&[u8; 16]>(&lo..&hi)? {
             let (k, v) = e?;
-            let entry = IndexEntry::decode(&v.value());
+            let entry = IndexEntry::decode(v.value());
             if entry.max_timestamp >= timestamp {
-                return Ok(Some((keys::key_offset(&k.value()), entry.max_timestamp)));
+                return Ok(Some((keys::key_offset(k.value()), entry.max_timestamp)));
             }
         }
         Ok(None)
