@@ -31,14 +31,14 @@ pub(crate) fn log_error_code(e: &LogError) -> ResponseError {
             ResponseError::UnknownTopicOrPartition
         }
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         LogError::InvalidBatch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
         LogError::InvalidBatch(_) => ResponseError::CorruptMessage,
         LogError::InvalidTopicName { .. } => ResponseError::InvalidTopicException,
         LogError::TopicExists(_) => ResponseError::TopicAlreadyExists,
         LogError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         LogError::InvalidConfig { .. } => ResponseError::InvalidConfig,
-        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
-        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         LogError::Closed | LogError::Storage(_) | LogError::Io(_) => {
             ResponseError::KafkaStorageError
         }

@@ -134,7 +134,7 @@ async fn connection(
         loop {
             match frame::take_frame(&mut buf, max_frame) {
                 Ok(Some(f)) => {
-                    let item = match service.handle(f) {
+                    let item = match service.handle_from(f, Some(peer)) {
                         Handled::Ready(r) => InFlight::Ready(r),
                         Handled::Later(fut) => InFlight::Task(tokio::spawn(fut)),
                         // Finish it before reading on: later requests may depend on it.

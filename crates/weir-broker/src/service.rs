@@ -6,6 +6,7 @@
 //! commit, a fetch's long poll) is the returned future, awaited by the connection in order.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use weir_log::{Log, LogError, TopicConfig, TopicMeta};
 
 use crate::config::BrokerConfig;
 use crate::frame::{PREFIX_LEN, seal};
+use crate::group::{self, Groups};
 use crate::handlers;
 use crate::shape;
 
@@ -80,6 +82,16 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// The versions of `api` weir serves, if any.
@@ -97,6 +109,13 @@ pub(crate) struct Ctx {
     pub config: BrokerConfig,
     pub host: String,
     pub port: i32,
+    pub groups: Groups,
+}
+
+impl AsRef<Groups> for Ctx {
+    fn as_ref(&self) -> &Groups {
+        &self.groups
+    }
 }
 
 impl Ctx {
@@ -153,15 +172,22 @@ pub struct Service {
 
 impl Service {
     /// A service over `log`, telling clients to connect to `advertised`.
+    ///
+    /// Inside a tokio runtime it starts the task that expires silent group members; outside
+    /// one, they expire when the next group request comes in.
     pub fn new(log: Log, config: BrokerConfig, advertised: (String, u16)) -> Self {
-        Self {
-            ctx: Arc::new(Ctx {
-                log,
-                config,
-                host: advertised.0,
-                port: i32::from(advertised.1),
-            }),
+        let groups = Groups::load(config.groups.clone(), log.clone());
+        let ctx = Arc::new(Ctx {
+            log,
+            config,
+            host: advertised.0,
+            port: i32::from(advertised.1),
+            groups,
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(group::drive(Arc::downgrade(&ctx)));
         }
+        Self { ctx }
     }
 
     /// The log served.
@@ -174,6 +200,11 @@ impl Service {
     /// Never panics on any input; a frame that cannot be understood gives
     /// [`Reply::Close`].
     pub fn handle(&self, frame: Bytes) -> Handled {
+        self.handle_from(frame, None)
+    }
+
+    /// [`Service::handle`] for a request from `peer` (group members are described with it).
+    pub fn handle_from(&self, frame: Bytes, peer: Option<SocketAddr>) -> Handled {
         let Some(fixed) = frame.get(..8) else {
             return close(format!(
                 "request of {} bytes is shorter than a request header",
@@ -192,7 +223,7 @@ impl Service {
             return Handled::Ready(encode(correlation_id, 0, &resp));
         }
         let Some((lo, hi)) = served_versions(api) else {
-            return handlers::unserved::reply(api, version, correlation_id, frame);
+            return handlers::unserved::reply(api, version, correlation_id);
         };
         if !(lo..=hi).contains(&version) {
             return close(format!(
@@ -236,6 +267,35 @@ impl Service {
             ApiKey::DeleteRecords => run(corr, version, body, |r| {
                 handlers::delete_records::handle(c, r)
             }),
+            ApiKey::FindCoordinator => run(corr, version, body, |r| {
+                handlers::find_coordinator::handle(c, version, r)
+            }),
+            ApiKey::JoinGroup => run(corr, version, body, |r| {
+                let client = header.client_id.as_deref().unwrap_or_default();
+                handlers::membership::join(c, version, r, client, peer)
+            }),
+            ApiKey::SyncGroup => run(corr, version, body, |r| {
+                handlers::membership::sync(c, version, r)
+            }),
+            ApiKey::Heartbeat => run(corr, version, body, |r| {
+                handlers::membership::heartbeat(c, r)
+            }),
+            ApiKey::LeaveGroup => run(corr, version, body, |r| {
+                handlers::membership::leave(c, version, r)
+            }),
+            ApiKey::OffsetCommit => run(corr, version, body, |r| handlers::offsets::commit(c, r)),
+            ApiKey::OffsetFetch => run(corr, version, body, |r| {
+                handlers::offsets::fetch(c, version, r)
+            }),
+            ApiKey::DescribeGroups => run(corr, version, body, |r| {
+                handlers::group_admin::describe(c, version, r)
+            }),
+            ApiKey::ListGroups => run(corr, version, body, |r| {
+                handlers::group_admin::list(c, version, r)
+            }),
+            ApiKey::DeleteGroups => {
+                run(corr, version, body, |r| handlers::group_admin::delete(c, r))
+            }
             other => close(format!("{other:?} is listed as served but has no handler")),
         }
     }

@@ -151,6 +151,81 @@ const DELETE_RECORDS: &[Field] = &[f(0, ALL, Ty::Array(DELETE_RECORDS_TOPIC)), f
 
 const FIND_COORDINATOR: &[Field] = &[f(0, 3, Ty::Str), f(1, ALL, I8), f(4, ALL, Ty::StrArray)];
 
+const JOIN_GROUP_PROTOCOL: &[Field] = &[f(0, ALL, Ty::Str), f(0, ALL, Ty::Bytes)];
+const JOIN_GROUP: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(0, ALL, I32),
+    f(1, ALL, I32),
+    f(0, ALL, Ty::Str),
+    f(5, ALL, Ty::Str),
+    f(0, ALL, Ty::Str),
+    f(0, ALL, Ty::Array(JOIN_GROUP_PROTOCOL)),
+    f(8, ALL, Ty::Str),
+];
+
+const SYNC_GROUP_ASSIGNMENT: &[Field] = &[f(0, ALL, Ty::Str), f(0, ALL, Ty::Bytes)];
+const SYNC_GROUP: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(0, ALL, I32),
+    f(0, ALL, Ty::Str),
+    f(3, ALL, Ty::Str),
+    f(5, ALL, Ty::Str),
+    f(5, ALL, Ty::Str),
+    f(0, ALL, Ty::Array(SYNC_GROUP_ASSIGNMENT)),
+];
+
+const HEARTBEAT: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(0, ALL, I32),
+    f(0, ALL, Ty::Str),
+    f(3, ALL, Ty::Str),
+];
+
+const LEAVE_GROUP_MEMBER: &[Field] = &[f(3, ALL, Ty::Str), f(3, ALL, Ty::Str), f(5, ALL, Ty::Str)];
+const LEAVE_GROUP: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(0, 2, Ty::Str),
+    f(3, ALL, Ty::Array(LEAVE_GROUP_MEMBER)),
+];
+
+const OFFSET_COMMIT_PARTITION: &[Field] = &[
+    f(0, ALL, I32),
+    f(0, ALL, I64),
+    f(6, ALL, I32),
+    f(1, 1, I64),
+    f(0, ALL, Ty::Str),
+];
+const OFFSET_COMMIT_TOPIC: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(0, ALL, Ty::Array(OFFSET_COMMIT_PARTITION)),
+];
+const OFFSET_COMMIT: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(1, ALL, I32),
+    f(1, ALL, Ty::Str),
+    f(7, ALL, Ty::Str),
+    f(2, 4, I64),
+    f(0, ALL, Ty::Array(OFFSET_COMMIT_TOPIC)),
+];
+
+const OFFSET_FETCH_TOPIC: &[Field] = &[f(0, ALL, Ty::Str), f(0, ALL, Ty::FixedArray(4))];
+const OFFSET_FETCH_GROUP: &[Field] = &[
+    f(8, ALL, Ty::Str),
+    f(9, ALL, Ty::Str),
+    f(9, ALL, I32),
+    f(8, ALL, Ty::Array(OFFSET_FETCH_TOPIC)),
+];
+const OFFSET_FETCH: &[Field] = &[
+    f(0, 7, Ty::Str),
+    f(0, 7, Ty::Array(OFFSET_FETCH_TOPIC)),
+    f(8, ALL, Ty::Array(OFFSET_FETCH_GROUP)),
+    f(7, ALL, BOOL),
+];
+
+const DESCRIBE_GROUPS: &[Field] = &[f(0, ALL, Ty::StrArray), f(3, ALL, BOOL)];
+const LIST_GROUPS: &[Field] = &[f(4, ALL, Ty::StrArray), f(5, ALL, Ty::StrArray)];
+const DELETE_GROUPS: &[Field] = &[f(0, ALL, Ty::StrArray)];
+
 /// The body schema of a request weir decodes, and the first flexible version.
 fn schema(api: ApiKey) -> Option<(&'static [Field], i16)> {
     Some(match api {
@@ -165,6 +240,15 @@ fn schema(api: ApiKey) -> Option<(&'static [Field], i16)> {
         ApiKey::InitProducerId => (INIT_PRODUCER_ID, 2),
         ApiKey::FindCoordinator => (FIND_COORDINATOR, 3),
         ApiKey::DeleteRecords => (DELETE_RECORDS, 2),
+        ApiKey::JoinGroup => (JOIN_GROUP, 6),
+        ApiKey::SyncGroup => (SYNC_GROUP, 4),
+        ApiKey::Heartbeat => (HEARTBEAT, 4),
+        ApiKey::LeaveGroup => (LEAVE_GROUP, 4),
+        ApiKey::OffsetCommit => (OFFSET_COMMIT, 8),
+        ApiKey::OffsetFetch => (OFFSET_FETCH, 6),
+        ApiKey::DescribeGroups => (DESCRIBE_GROUPS, 5),
+        ApiKey::ListGroups => (LIST_GROUPS, 3),
+        ApiKey::DeleteGroups => (DELETE_GROUPS, 2),
         _ => return None,
     })
 }

@@ -1,5 +1,5 @@
-//! InitProducerId: a fresh producer id for idempotent producers, allocated by the log so it
-//! is never handed out twice, across restarts too.
+//! InitProducerId: a producer id for idempotent producers, from the log so it is never
+//! handed out twice, not even across restarts.
 
 use std::sync::Arc;
 
@@ -22,23 +22,26 @@ pub(crate) fn handle(
         );
     }
     // A producer that already has an id asks for its epoch to be bumped (KIP-360).
-    if req.producer_id.0 >= 0 && (0..i16::MAX - 1).contains(&req.producer_epoch) {
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
         return Outcome::Now(
             InitProducerIdResponse::default()
                 .with_producer_id(req.producer_id)
                 .with_producer_epoch(req.producer_epoch + 1),
         );
     }
-    let pending = ctx.log.allocate_producer_id();
+    let allocated = ctx.log.allocate_producer_id();
     Outcome::Later(Box::pin(async move {
-        match pending.await {
+        match allocated.await {
             Ok(id) => InitProducerIdResponse::default()
                 .with_producer_id(ProducerId(id))
                 .with_producer_epoch(0),
-            Err(e) => InitProducerIdResponse::default()
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1)
-                .with_error_code(log_error_code(&e).code()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot allocate a producer id");
+                InitProducerIdResponse::default()
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1)
+                    .with_error_code(log_error_code(&e).code())
+            }
         }
     }))
 }
