@@ -51,7 +51,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_errors_map_to_their_kafka_codes() {
+    fn batch_errors_map_to_corrupt_or_too_large() {
         let crc = LogError::InvalidBatch(BatchError::CrcMismatch {
             expected: 1,
             actual: 2,
@@ -70,7 +70,7 @@ mod tests {
             partition: 0,
             producer_id: 1,
             expected: 5,
-            got: 9,
+            got: 7,
         };
         assert_eq!(
             log_error_code(&gap),

@@ -137,6 +137,8 @@ async fn connection(
                     let item = match service.handle_from(f, Some(peer)) {
                         Handled::Ready(r) => InFlight::Ready(r),
                         Handled::Later(fut) => InFlight::Task(tokio::spawn(fut)),
+                        // Finish it before reading on: later requests may depend on it.
+                        Handled::Ordered(fut) => InFlight::Ready(fut.await),
                     };
                     let closing = matches!(item, InFlight::Ready(Reply::Close(_)));
                     if tx.send(item).await.is_err() || closing {
@@ -150,9 +152,11 @@ async fn connection(
                 }
             }
         }
-        // Make room for the whole frame that is arriving, so it is read in few calls.
+        // Make room for the frame that is arriving, so it is read in few calls; in steps of
+        // at most 8 MiB, so a bare length prefix cannot make us allocate 100 MiB up front.
         if let Ok(Some(len)) = frame::frame_len(&buf, max_frame) {
-            buf.reserve((PREFIX_LEN + len).saturating_sub(buf.len()));
+            let missing = (PREFIX_LEN + len).saturating_sub(buf.len());
+            buf.reserve(missing.min(8 << 20));
         } else if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 << 10);
         }

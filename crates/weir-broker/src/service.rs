@@ -39,8 +39,11 @@ pub enum Reply {
 pub enum Handled {
     /// The reply is ready.
     Ready(Reply),
-    /// The reply comes when this future resolves.
+    /// The reply comes when this future resolves; later requests may be handled meanwhile.
     Later(BoxFuture<Reply>),
+    /// The reply comes when this future resolves, and the connection's next request must
+    /// wait for it (it changes which topics exist, which later requests may depend on).
+    Ordered(BoxFuture<Reply>),
 }
 
 impl std::fmt::Debug for Handled {
@@ -48,6 +51,7 @@ impl std::fmt::Debug for Handled {
         match self {
             Self::Ready(r) => f.debug_tuple("Ready").field(r).finish(),
             Self::Later(_) => f.write_str("Later(..)"),
+            Self::Ordered(_) => f.write_str("Ordered(..)"),
         }
     }
 }
@@ -56,7 +60,14 @@ impl std::fmt::Debug for Handled {
 pub(crate) enum Outcome<R> {
     Now(R),
     Later(BoxFuture<R>),
-    Silent,
+    /// Like `Later`, but the connection waits for it before its next request.
+    Ordered(BoxFuture<R>),
+    /// No response (a produce with acks=0). The future names a failure, if any, which
+    /// closes the connection as Kafka does, so the producer notices and refreshes.
+    Unanswered {
+        ordered: bool,
+        outcome: BoxFuture<Option<String>>,
+    },
 }
 
 /// The APIs and versions weir serves, as ApiVersions reports them.
@@ -70,6 +81,7 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -131,16 +143,22 @@ impl Ctx {
             })
             .collect();
         let mut out = Vec::with_capacity(pending.len());
+        let mut raced = false;
         for (name, p) in pending {
             match p.await {
                 Ok(_) => tracing::info!(topic = %name, "auto-created topic"),
-                Err(LogError::TopicExists(_)) => {}
+                // Another connection created it; its commit may still be publishing.
+                Err(LogError::TopicExists(_)) => raced = true,
                 Err(e) => {
                     out.push((name, Some(e)));
                     continue;
                 }
             }
             out.push((name, None));
+        }
+        if raced {
+            // The writer answers a sync after publishing everything committed before it.
+            let _ = self.log.sync().await;
         }
         out
     }
@@ -246,6 +264,9 @@ impl Service {
             ApiKey::InitProducerId => {
                 run(corr, version, body, |r| handlers::producer_id::handle(c, r))
             }
+            ApiKey::DeleteRecords => run(corr, version, body, |r| {
+                handlers::delete_records::handle(c, r)
+            }),
             ApiKey::FindCoordinator => run(corr, version, body, |r| {
                 handlers::find_coordinator::handle(c, version, r)
             }),
@@ -317,8 +338,24 @@ where
     };
     match handler(req) {
         Outcome::Now(r) => Handled::Ready(encode(correlation_id, version, &r)),
-        Outcome::Silent => Handled::Ready(Reply::Silent),
         Outcome::Later(fut) => Handled::Later(Box::pin(async move {
+            let r = fut.await;
+            encode(correlation_id, version, &r)
+        })),
+        Outcome::Unanswered { ordered, outcome } => {
+            let fut: BoxFuture<Reply> = Box::pin(async move {
+                match outcome.await {
+                    None => Reply::Silent,
+                    Some(why) => Reply::Close(format!("acks=0 produce failed: {why}")),
+                }
+            });
+            if ordered {
+                Handled::Ordered(fut)
+            } else {
+                Handled::Later(fut)
+            }
+        }
+        Outcome::Ordered(fut) => Handled::Ordered(Box::pin(async move {
             let r = fut.await;
             encode(correlation_id, version, &r)
         })),

@@ -961,7 +961,7 @@ mod damaged {
     fn answer(rt: &tokio::runtime::Runtime, svc: &Service, frame: Bytes) -> Option<Reply> {
         match svc.handle(frame) {
             Handled::Ready(r) => Some(r),
-            h @ Handled::Later(_) => rt.block_on(async {
+            h @ (Handled::Later(_) | Handled::Ordered(_)) => rt.block_on(async {
                 tokio::time::timeout(Duration::from_millis(20), reply(h))
                     .await
                     .ok()

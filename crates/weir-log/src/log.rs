@@ -28,11 +28,12 @@ pub enum Durability {
     /// fsync every commit; a caller is answered after its data is on disk. The default.
     #[default]
     Fsync,
-    /// fsync at most every this many milliseconds; commits in between survive a process
-    /// crash but not a power loss.
+    /// fsync at most every this many milliseconds. Commits since the last fsync live only in
+    /// this process's memory (redb's non-durable commits): a process crash loses them, as
+    /// a power loss does, though they were acknowledged.
     Interval(u64),
     /// Never fsync on the write path (a durable commit runs every 30 s so redb can reuse
-    /// space, and on close).
+    /// space, and on close); a crash loses everything since the last of those.
     None,
 }
 

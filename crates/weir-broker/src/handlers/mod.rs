@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod api_versions;
+pub(crate) mod delete_records;
 pub(crate) mod fetch;
 pub(crate) mod find_coordinator;
 pub(crate) mod group_admin;

@@ -28,7 +28,13 @@ pub(crate) fn reply(api: ApiKey, version: i16, correlation_id: i32) -> Handled {
     let (c, v) = (correlation_id, version);
     let reply = match api {
         ApiKey::DescribeCluster => top_level_error!(DescribeClusterResponse, c, v),
-        ApiKey::SaslHandshake => top_level_error!(SaslHandshakeResponse, c, v),
+        // No SASL: no mechanism is enabled, which is what the mechanism list says.
+        ApiKey::SaslHandshake => encode(
+            c,
+            v,
+            &SaslHandshakeResponse::default()
+                .with_error_code(ResponseError::UnsupportedSaslMechanism.code()),
+        ),
         other => Reply::Close(format!(
             "{other:?} is not served by weir (see ApiVersions for what is)"
         )),
