@@ -185,6 +185,8 @@ struct Member {
 
 #[derive(Debug)]
 struct Group {
+    /// The group id, for the log lines.
+    id: String,
     state: GroupState,
     generation: i32,
     protocol_type: Option<String>,
@@ -200,8 +202,9 @@ struct Group {
 }
 
 impl Group {
-    fn new() -> Self {
+    fn new(id: &str) -> Self {
         Self {
+            id: id.to_string(),
             state: GroupState::Empty,
             generation: 0,
             protocol_type: None,
@@ -314,7 +317,7 @@ impl Coordinator {
                 let g = self
                     .groups
                     .entry(req.group.clone())
-                    .or_insert_with(Group::new);
+                    .or_insert_with(|| Group::new(&req.group));
                 g.pending.insert(id.clone(), now);
                 return Answer::Now(Joined::error(code::MEMBER_ID_REQUIRED, id));
             }
@@ -326,7 +329,7 @@ impl Coordinator {
         let g = self
             .groups
             .entry(req.group.clone())
-            .or_insert_with(Group::new);
+            .or_insert_with(|| Group::new(&req.group));
         let known = g.members.contains_key(&member_id) || g.pending.remove(&member_id).is_some();
         if !known && !req.member_id.is_empty() {
             return Answer::Now(Joined::error(code::UNKNOWN_MEMBER_ID, member_id));
@@ -524,6 +527,11 @@ impl Coordinator {
 
     /// Expires silent members and overdue rebalances. Call it a few times a second.
     pub fn tick(&mut self, now: Instant) {
+        // A group left empty by an earlier tick or request, with no member ids handed out,
+        // is gone, as in Kafka (its committed offsets, if any, stay in the log).
+        self.groups.retain(|_, g| {
+            !(g.state == GroupState::Empty && g.members.is_empty() && g.pending.is_empty())
+        });
         for g in self.groups.values_mut() {
             g.pending
                 .retain(|_, since| now.duration_since(*since) < Duration::from_secs(300));
@@ -551,7 +559,7 @@ impl Coordinator {
                 for id in &expired {
                     g.members.remove(id);
                 }
-                tracing::info!(members = ?expired, "group members expired: no heartbeat within their session timeout");
+                tracing::info!(group = %g.id, members = ?expired, "group members expired: no heartbeat within their session timeout");
                 member_gone(g, now);
             }
         }
@@ -670,7 +678,7 @@ impl Coordinator {
                 )
             })
             .collect();
-        let mut g = Group::new();
+        let mut g = Group::new(&id);
         g.state = GroupState::Stable;
         g.generation = s.generation;
         g.protocol_type = Some(s.protocol_type);
@@ -797,6 +805,13 @@ fn complete_join(g: &mut Group, now: Instant) {
         .iter()
         .max_by_key(|(_, n)| **n)
         .map(|(p, _)| p.to_string());
+    tracing::info!(
+        group = %g.id,
+        generation = g.generation,
+        members = g.members.len(),
+        protocol = protocol.as_deref().unwrap_or(""),
+        "group rebalanced"
+    );
     g.protocol = protocol.clone();
     if g.leader.as_ref().is_none_or(|l| !g.members.contains_key(l)) {
         g.leader = g.members.keys().next().cloned();

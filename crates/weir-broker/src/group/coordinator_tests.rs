@@ -294,3 +294,21 @@ fn a_stable_group_survives_a_restart_through_its_snapshot() {
     assert_eq!(restarted.describe("g").unwrap().state, GroupState::Empty);
     assert_eq!(restarted.take_changes(), vec![("g".to_string(), None)]);
 }
+
+#[test]
+fn an_emptied_group_is_forgotten_at_the_next_tick() {
+    let mut c = Coordinator::new(GroupSettings::default());
+    let t0 = Instant::now();
+    let a = first_join(&mut c, t0);
+    now_answer(c.join(join(&a), t0));
+    assert_eq!(c.leave("g", &a, t0), code::NONE);
+    assert_eq!(c.describe("g").unwrap().state, GroupState::Empty);
+    // A member id handed out but not used yet keeps the group.
+    let b = first_join(&mut c, t0);
+    c.tick(t0);
+    assert!(c.describe("g").is_some(), "b's member id is still good");
+    assert_eq!(c.leave("g", &b, t0), code::NONE);
+    c.tick(t0);
+    assert!(c.describe("g").is_none());
+    assert!(c.list().is_empty());
+}
