@@ -196,6 +196,9 @@ struct Group {
     /// Member ids handed out with MEMBER_ID_REQUIRED, not yet joined, and when.
     pending: HashMap<String, Instant>,
     rebalance_deadline: Option<Instant>,
+    /// Bumped when a stable group's members change without a new generation (a static
+    /// member replaced), so the change is stored.
+    revision: u64,
     /// The rebalance started from Empty: it waits out the initial delay for more members
     /// even when everyone known has joined.
     initial: bool,
@@ -213,6 +216,7 @@ impl Group {
             members: BTreeMap::new(),
             pending: HashMap::new(),
             rebalance_deadline: None,
+            revision: 0,
             initial: false,
         }
     }
@@ -256,8 +260,9 @@ pub struct Coordinator {
     settings: GroupSettings,
     groups: HashMap<String, Group>,
     next_member: u64,
-    /// The generation of each group as last handed out by [`Coordinator::take_changes`].
-    persisted: HashMap<String, i32>,
+    /// The generation and revision of each group as last handed out by
+    /// [`Coordinator::take_changes`].
+    persisted: HashMap<String, (i32, u64)>,
 }
 
 impl Coordinator {
@@ -297,11 +302,31 @@ impl Coordinator {
                 // A restarted static member: it takes the old member's place (the old one,
                 // if still waiting, is told it was fenced).
                 Some(old) if req.member_id.is_empty() => {
+                    let new_id = self.new_member_id(&req.client_id);
                     if let Some(g) = self.groups.get_mut(&req.group)
-                        && let Some(m) = g.members.remove(&old)
-                        && let Some(r) = m.join_reply
+                        && let Some(mut m) = g.members.remove(&old)
                     {
-                        let _ = r.send(Joined::error(code::FENCED_INSTANCE_ID, old.clone()));
+                        if let Some(r) = m.join_reply.take() {
+                            let _ = r.send(Joined::error(code::FENCED_INSTANCE_ID, old.clone()));
+                        }
+                        if let Some(r) = m.sync_reply.take() {
+                            let _ = r.send((code::FENCED_INSTANCE_ID, Bytes::new()));
+                        }
+                        // Same assignors in a stable group: the new member id takes over
+                        // the old one's assignment, without a rebalance (KIP-345).
+                        if g.state == GroupState::Stable && m.protocols == req.protocols {
+                            m.client_id = req.client_id;
+                            m.client_host = req.client_host;
+                            m.session_timeout = req.session_timeout;
+                            m.rebalance_timeout = req.rebalance_timeout;
+                            m.last_heartbeat = now;
+                            g.members.insert(new_id.clone(), m);
+                            if g.leader.as_deref() == Some(old.as_str()) {
+                                g.leader = Some(new_id.clone());
+                            }
+                            g.revision += 1;
+                            return Answer::Now(current_generation(g, &new_id));
+                        }
                     }
                 }
                 Some(current) if current != req.member_id => {
@@ -333,6 +358,18 @@ impl Coordinator {
         let known = g.members.contains_key(&member_id) || g.pending.remove(&member_id).is_some();
         if !known && !req.member_id.is_empty() {
             return Answer::Now(Joined::error(code::UNKNOWN_MEMBER_ID, member_id));
+        }
+        // A member rejoining unchanged while its generation stands gets that generation
+        // again, as in Kafka; only a rejoining leader of a stable group starts a rebalance
+        // (it may have seen the topics change).
+        if let Some(m) = g.members.get_mut(&member_id)
+            && m.protocols == req.protocols
+            && (g.state == GroupState::CompletingRebalance
+                || (g.state == GroupState::Stable
+                    && g.leader.as_deref() != Some(member_id.as_str())))
+        {
+            m.last_heartbeat = now;
+            return Answer::Now(current_generation(g, &member_id));
         }
         let others: Vec<&Member> = g
             .members
@@ -631,8 +668,11 @@ impl Coordinator {
         let mut out = Vec::new();
         for (id, g) in &self.groups {
             match g.state {
-                GroupState::Stable if self.persisted.get(id) != Some(&g.generation) => {
-                    self.persisted.insert(id.clone(), g.generation);
+                GroupState::Stable
+                    if self.persisted.get(id) != Some(&(g.generation, g.revision)) =>
+                {
+                    self.persisted
+                        .insert(id.clone(), (g.generation, g.revision));
                     out.push((id.clone(), Some(snapshot(g))));
                 }
                 GroupState::Empty if self.persisted.remove(id).is_some() => {
@@ -685,7 +725,7 @@ impl Coordinator {
         g.protocol = Some(s.protocol);
         g.leader = Some(s.leader);
         g.members = members;
-        self.persisted.insert(id.clone(), s.generation);
+        self.persisted.insert(id.clone(), (s.generation, 0));
         self.groups.insert(id, g);
     }
 
@@ -706,6 +746,40 @@ impl Ord for GroupState {
 impl PartialOrd for GroupState {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
+    }
+}
+
+/// Every member with its metadata for the group's assignor, as the leader learns them.
+fn roster(g: &Group) -> Vec<(String, Option<String>, Bytes)> {
+    let chosen = g.protocol.as_deref().unwrap_or_default();
+    g.members
+        .iter()
+        .map(|(id, m)| {
+            let md = m
+                .protocols
+                .iter()
+                .find(|(p, _)| p == chosen)
+                .map(|(_, b)| b.clone());
+            (id.clone(), m.instance_id.clone(), md.unwrap_or_default())
+        })
+        .collect()
+}
+
+/// The JoinGroup answer of the current generation, for `member`.
+fn current_generation(g: &Group, member: &str) -> Joined {
+    let leader = g.leader.clone().unwrap_or_default();
+    Joined {
+        error: code::NONE,
+        generation: g.generation,
+        protocol_type: g.protocol_type.clone(),
+        protocol_name: g.protocol.clone(),
+        members: if leader == member {
+            roster(g)
+        } else {
+            Vec::new()
+        },
+        leader,
+        member_id: member.to_string(),
     }
 }
 
@@ -817,19 +891,7 @@ fn complete_join(g: &mut Group, now: Instant) {
         g.leader = g.members.keys().next().cloned();
     }
     let leader = g.leader.clone().unwrap_or_default();
-    let chosen = protocol.clone().unwrap_or_default();
-    let roster: Vec<(String, Option<String>, Bytes)> = g
-        .members
-        .iter()
-        .map(|(id, m)| {
-            let md = m
-                .protocols
-                .iter()
-                .find(|(p, _)| *p == chosen)
-                .map(|(_, b)| b.clone());
-            (id.clone(), m.instance_id.clone(), md.unwrap_or_default())
-        })
-        .collect();
+    let roster = roster(g);
     g.state = GroupState::CompletingRebalance;
     for (id, m) in g.members.iter_mut() {
         m.last_heartbeat = now;

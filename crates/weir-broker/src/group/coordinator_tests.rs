@@ -186,19 +186,75 @@ fn a_restarted_static_member_replaces_its_old_self() {
         code::NONE,
         "static members skip MEMBER_ID_REQUIRED"
     );
-    now_answer(c.sync("g", &first.member_id, 1, vec![], t0));
+    let mine = vec![(first.member_id.clone(), Bytes::from_static(b"P0"))];
+    now_answer(c.sync("g", &first.member_id, 1, mine, t0));
+    c.take_changes();
+
+    // Back with the same assignors: a new member id, same generation, same assignment.
     let second = now_answer(c.join(j.clone(), t0));
-    assert_eq!((second.error, second.generation), (code::NONE, 2));
+    assert_eq!((second.error, second.generation), (code::NONE, 1));
     assert_ne!(second.member_id, first.member_id);
-    assert_eq!(c.describe("g").unwrap().members.len(), 1);
     assert_eq!(
-        c.heartbeat("g", &first.member_id, 2, t0),
+        second.leader, second.member_id,
+        "the leader's place moves along"
+    );
+    let synced = now_answer(c.sync("g", &second.member_id, 1, vec![], t0));
+    assert_eq!(synced, (code::NONE, Bytes::from_static(b"P0")));
+    assert_eq!(c.describe("g").unwrap().members.len(), 1);
+    assert_eq!(c.take_changes().len(), 1, "the new member id is stored");
+    assert_eq!(
+        c.heartbeat("g", &first.member_id, 1, t0),
         code::UNKNOWN_MEMBER_ID
     );
     // The old member id joining again under the same instance id is fenced.
-    j.member_id = first.member_id;
-    assert_eq!(now_answer(c.join(j, t0)).error, code::FENCED_INSTANCE_ID);
-    assert_eq!(c.member_of_instance("g", "host-1"), Some(second.member_id));
+    let mut stale = j.clone();
+    stale.member_id = first.member_id;
+    assert_eq!(
+        now_answer(c.join(stale, t0)).error,
+        code::FENCED_INSTANCE_ID
+    );
+    assert_eq!(
+        c.member_of_instance("g", "host-1"),
+        Some(second.member_id.clone())
+    );
+
+    // Back with other assignors: that takes a rebalance.
+    j.protocols = vec![("roundrobin".into(), Bytes::new())];
+    let third = now_answer(c.join(j, t0));
+    assert_eq!((third.error, third.generation), (code::NONE, 2));
+    assert_eq!(third.protocol_name.as_deref(), Some("roundrobin"));
+}
+
+#[test]
+fn an_unchanged_member_rejoining_gets_its_generation_back() {
+    let t0 = Instant::now();
+    let (mut c, a, b, mut jb) = stable_a_then_b_joins(t0);
+    let ja = now_answer(c.join(join(&a), t0));
+    let jb = jb.try_recv().unwrap();
+    assert_eq!((ja.generation, jb.generation), (2, 2));
+    // b asks again before the leader synced: the same answer, no new rebalance.
+    let again = now_answer(c.join(join(&b), t0));
+    assert_eq!(
+        (again.error, again.generation, again.leader.as_str()),
+        (code::NONE, 2, a.as_str())
+    );
+    let Answer::Wait(mut sb) = c.sync("g", &b, 2, vec![], t0) else {
+        panic!("b waits for the leader")
+    };
+    let assign = vec![
+        (a.clone(), Bytes::from_static(b"A")),
+        (b.clone(), Bytes::from_static(b"B")),
+    ];
+    now_answer(c.sync("g", &a, 2, assign, t0));
+    assert_eq!(sb.try_recv().unwrap().1, Bytes::from_static(b"B"));
+    // A follower rejoining a stable group unchanged: still generation 2.
+    assert_eq!(now_answer(c.join(join(&b), t0)).generation, 2);
+    assert_eq!(c.describe("g").unwrap().state, GroupState::Stable);
+    // The leader rejoining starts a rebalance (it may have seen the topics change).
+    let Answer::Wait(_) = c.join(join(&a), t0) else {
+        panic!("the leader waits for b")
+    };
+    assert_eq!(c.heartbeat("g", &b, 2, t0), code::REBALANCE_IN_PROGRESS);
 }
 
 #[test]
