@@ -186,6 +186,54 @@ fn confluent_consumers_share(assignor: &str) {
     finish(last, "consumer 0", limit);
 }
 
+/// A static member (group.instance.id) that closes without leaving and comes back: it
+/// takes its old place and carries on at its commits.
+#[test]
+fn a_confluent_kafka_static_member_comes_back_to_its_commits() {
+    let Some(py) = python_with("confluent_kafka") else {
+        return missing("Python module confluent_kafka");
+    };
+    let broker = LiveBroker::start();
+    let b = broker.addr.to_string();
+    let run = |args: &[&str]| {
+        let child = Command::new(&py)
+            .arg(script("group_confluent.py"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = finish(child, &args.join(" "), Duration::from_secs(50));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let n = 2000;
+    run(&["create", &b, "statics", "4"]);
+    run(&["produce", &b, "statics", "4", "0", &n.to_string()]);
+    let records = |out: &str| -> Vec<usize> {
+        out.lines()
+            .filter_map(|l| l.strip_prefix("record "))
+            .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    let first = records(&run(&["static", &b, "statics", "st", "host-1", "500"]));
+    assert!(
+        first.len() >= 500 && first.len() < n,
+        "first run read {}",
+        first.len()
+    );
+    let rest = (n - first.len()).to_string();
+    let second = records(&run(&["static", &b, "statics", "st", "host-1", &rest]));
+    let mut all: Vec<usize> = first.iter().chain(&second).copied().collect();
+    all.sort_unstable();
+    let distinct = all.windows(2).all(|w| w[0] != w[1]);
+    assert!(distinct, "a record was read twice across the two runs");
+    assert!(
+        all.iter().copied().eq(0..n),
+        "{} records of {n} read",
+        all.len()
+    );
+}
+
 #[test]
 fn kafka_python_idempotent_producer_and_group_consumer_resume_from_commits() {
     let Some(py) = python_with("kafka") else {

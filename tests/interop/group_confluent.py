@@ -10,6 +10,10 @@ Usage:
       each batch it prints "record I P O" per record, then commits synchronously. Prints
       "assigned P,P,..." whenever its assignment changes. Closes (leaving the group) when
       its stdin closes or says anything.
+  python group_confluent.py static HOST:PORT TOPIC GROUP INSTANCE RECORDS
+      joins GROUP as static member INSTANCE (group.instance.id), reads and commits batch
+      by batch until it has read at least RECORDS records, prints "record I P O" for
+      each, and closes: a static member does not leave the group when it closes.
 """
 import os
 import select
@@ -87,12 +91,44 @@ def consume(brokers, topic, group, assignor):
     sys.exit("never told to stop")
 
 
+def static(brokers, topic, group, instance, n):
+    c = Consumer({
+        "bootstrap.servers": brokers,
+        "group.id": group,
+        "group.instance.id": instance,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 10000,
+        "heartbeat.interval.ms": 300,
+    })
+    c.subscribe([topic])
+    read = 0
+    deadline = time.time() + DEADLINE_S
+    while read < n and time.time() < deadline:
+        batch = []
+        for m in c.consume(num_messages=100, timeout=0.3):
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                sys.exit(f"consume error: {m.error()}")
+            batch.append(f"record {int(m.value())} {m.partition()} {m.offset()}")
+        if batch:
+            print("\n".join(batch), flush=True)
+            c.commit(asynchronous=False)
+            read += len(batch)
+    c.close()
+    if read < n:
+        sys.exit(f"read {read} of {n} records")
+
+
 def main():
     role, brokers, topic = sys.argv[1:4]
     if role == "create":
         create(brokers, topic, int(sys.argv[4]))
     elif role == "produce":
         produce(brokers, topic, int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+    elif role == "static":
+        static(brokers, topic, sys.argv[4], sys.argv[5], int(sys.argv[6]))
     else:
         consume(brokers, topic, sys.argv[4], sys.argv[5])
 
