@@ -46,6 +46,23 @@ def produce(brokers, topic, partitions, first, end):
     print(f"produced {end - first}", flush=True)
 
 
+def process(c, msgs):
+    """Prints each record ("record I P O"), then commits them synchronously; returns how
+    many there were."""
+    batch = []
+    for m in msgs:
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                continue
+            sys.exit(f"consume error: {m.error()}")
+        batch.append(f"record {int(m.value())} {m.partition()} {m.offset()}")
+    if batch:
+        # Processed, then committed before anything else is read.
+        print("\n".join(batch), flush=True)
+        c.commit(asynchronous=False)
+    return len(batch)
+
+
 def told_to_stop():
     return bool(select.select([sys.stdin], [], [], 0)[0])
 
@@ -77,17 +94,7 @@ def consume(brokers, topic, group, assignor):
         if now != assigned:
             assigned = now
             print("assigned " + ",".join(map(str, now)), flush=True)
-        batch = []
-        for m in msgs:
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                sys.exit(f"consume error: {m.error()}")
-            batch.append(f"record {int(m.value())} {m.partition()} {m.offset()}")
-        if batch:
-            # Processed, then committed before anything else is read.
-            print("\n".join(batch), flush=True)
-            c.commit(asynchronous=False)
+        process(c, msgs)
     sys.exit("never told to stop")
 
 
@@ -105,17 +112,7 @@ def static(brokers, topic, group, instance, n):
     read = 0
     deadline = time.time() + DEADLINE_S
     while read < n and time.time() < deadline:
-        batch = []
-        for m in c.consume(num_messages=100, timeout=0.3):
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                sys.exit(f"consume error: {m.error()}")
-            batch.append(f"record {int(m.value())} {m.partition()} {m.offset()}")
-        if batch:
-            print("\n".join(batch), flush=True)
-            c.commit(asynchronous=False)
-            read += len(batch)
+        read += process(c, c.consume(num_messages=100, timeout=0.3))
     c.close()
     if read < n:
         sys.exit(f"read {read} of {n} records")
