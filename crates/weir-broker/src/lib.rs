@@ -21,6 +21,7 @@ mod config;
 mod error;
 pub mod frame;
 mod handlers;
+mod metrics;
 mod server;
 mod service;
 mod shape;

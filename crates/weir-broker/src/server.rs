@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,6 +16,7 @@ use weir_log::Log;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::frame::{self, PREFIX_LEN};
+use crate::metrics::ApiMetrics;
 use crate::service::{Handled, Reply, Service};
 
 /// A bound broker; [`Broker::run_until`] serves it.
@@ -39,6 +41,7 @@ impl Broker {
         let local = listener.local_addr()?;
         let advertised = config.advertised(local);
         tracing::info!(%local, advertised = %format!("{}:{}", advertised.0, advertised.1), "broker bound");
+        crate::metrics::watch_groups(&log);
         let service = Service::new(log, config.clone(), advertised);
         Ok(Broker {
             listener,
@@ -117,6 +120,9 @@ enum InFlight {
     Task(JoinHandle<Reply>),
 }
 
+/// A request in flight with its API's metrics and its arrival time.
+type Tracked = (InFlight, &'static ApiMetrics, Instant);
+
 async fn connection(
     sock: TcpStream,
     peer: SocketAddr,
@@ -126,6 +132,9 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     tracing::debug!(%peer, "connection opened");
+    let metrics = crate::metrics::broker();
+    metrics.accepted.inc();
+    metrics.connections.inc();
     let (mut rd, wr) = sock.into_split();
     let (tx, rx) = mpsc::channel(max_in_flight);
     let writer = tokio::spawn(write_replies(wr, rx, peer));
@@ -134,12 +143,14 @@ async fn connection(
         loop {
             match frame::take_frame(&mut buf, max_frame) {
                 Ok(Some(f)) => {
+                    let started = Instant::now();
+                    let api = crate::metrics::broker().api(&f);
                     let item = match service.handle(f) {
                         Handled::Ready(r) => InFlight::Ready(r),
                         Handled::Later(fut) => InFlight::Task(tokio::spawn(fut)),
                     };
                     let closing = matches!(item, InFlight::Ready(Reply::Close(_)));
-                    if tx.send(item).await.is_err() || closing {
+                    if tx.send((item, api, started)).await.is_err() || closing {
                         break 'conn;
                     }
                 }
@@ -175,17 +186,19 @@ async fn connection(
     }
     drop(tx);
     let _ = writer.await;
+    metrics.connections.dec();
     tracing::debug!(%peer, "connection closed");
 }
 
-async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<InFlight>, peer: SocketAddr) {
-    while let Some(item) = rx.recv().await {
+async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Tracked>, peer: SocketAddr) {
+    while let Some((item, api, started)) = rx.recv().await {
         let reply = match item {
             InFlight::Ready(r) => r,
             InFlight::Task(t) => t
                 .await
                 .unwrap_or_else(|e| Reply::Close(format!("request handler failed: {e}"))),
         };
+        api.observe(started, matches!(reply, Reply::Close(_)));
         match reply {
             Reply::Frame(b) => {
                 if let Err(e) = wr.write_all(&b).await {
