@@ -5,98 +5,12 @@
 //! With `WEIR_INTEROP_REQUIRED=1` (CI sets it) a missing client fails the test; elsewhere it
 //! is skipped with a loud message.
 
+mod common;
+
 use std::io::Write;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use weir_broker::{Broker, BrokerConfig};
-use weir_log::Log;
-
-/// A broker served from a background runtime for as long as the value lives.
-struct LiveBroker {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl LiveBroker {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path()).unwrap();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let config = BrokerConfig {
-                    listen: "127.0.0.1:0".parse().unwrap(),
-                    ..BrokerConfig::default()
-                };
-                let broker = Broker::bind(log, config).await.unwrap();
-                addr_tx.send(broker.local_addr()).unwrap();
-                broker
-                    .run_until(async { drop(stopped.await) })
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = addr_rx.recv().unwrap();
-        Self {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for LiveBroker {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn required() -> bool {
-    std::env::var("WEIR_INTEROP_REQUIRED").is_ok_and(|v| v == "1")
-}
-
-/// Fails in CI, skips loudly elsewhere.
-fn missing(what: &str) {
-    assert!(
-        !required(),
-        "{what} is missing and WEIR_INTEROP_REQUIRED=1: run .ci/run's install steps"
-    );
-    eprintln!("\n*** SKIPPED: {what} is not installed (CI installs it; see .ci/run) ***\n");
-}
-
-fn python_with(module: &str) -> Option<PathBuf> {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/venv/bin/python");
-    let py = std::env::var_os("WEIR_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or(venv);
-    let ok = Command::new(&py)
-        .args(["-c", &format!("import {module}")])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some(py)
-}
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop")
-        .join(name)
-}
+use common::{LiveBroker, has_kcat, missing, python_with, script};
 
 fn run_python(module: &str, script_name: &str, prefix: &str, records: usize) {
     let Some(py) = python_with(module) else {
@@ -138,12 +52,7 @@ fn kafka_python_round_trips_every_codec_with_its_idempotent_producer() {
 
 #[test]
 fn kcat_produces_consumes_and_lists_10k_keyed_records_with_headers() {
-    if Command::new("kcat")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
+    if !has_kcat() {
         return missing("kcat");
     }
     let broker = LiveBroker::start();

@@ -3,6 +3,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::group::GroupSettings;
+
 /// Default largest request frame: 100 MiB.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 100 << 20;
 
@@ -26,6 +28,8 @@ pub struct BrokerConfig {
     pub max_in_flight_per_connection: usize,
     /// On shutdown, how long connections get to finish their in-flight requests.
     pub shutdown_grace: Duration,
+    /// Consumer group limits and delays.
+    pub groups: GroupSettings,
 }
 
 impl Default for BrokerConfig {
@@ -39,6 +43,7 @@ impl Default for BrokerConfig {
             cluster_id: "weir-cluster".to_string(),
             max_in_flight_per_connection: 64,
             shutdown_grace: Duration::from_secs(10),
+            groups: GroupSettings::default(),
         }
     }
 }

@@ -31,6 +31,8 @@ pub(crate) fn log_error_code(e: &LogError) -> ResponseError {
             ResponseError::UnknownTopicOrPartition
         }
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         LogError::InvalidBatch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
         LogError::InvalidBatch(_) => ResponseError::CorruptMessage,
         LogError::InvalidTopicName { .. } => ResponseError::InvalidTopicException,
@@ -63,5 +65,22 @@ mod tests {
             ResponseError::UnknownTopicOrPartition
         );
         assert!(log_error_code(&LogError::Closed).is_retriable());
+        let gap = LogError::OutOfOrderSequence {
+            topic: "t".into(),
+            partition: 0,
+            producer_id: 1,
+            expected: 5,
+            got: 7,
+        };
+        assert_eq!(
+            log_error_code(&gap),
+            ResponseError::OutOfOrderSequenceNumber
+        );
+        let zombie = LogError::InvalidProducerEpoch {
+            producer_id: 1,
+            epoch: 0,
+            current: 1,
+        };
+        assert_eq!(log_error_code(&zombie), ResponseError::InvalidProducerEpoch);
     }
 }

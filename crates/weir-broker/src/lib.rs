@@ -20,6 +20,7 @@
 mod config;
 mod error;
 pub mod frame;
+mod group;
 mod handlers;
 mod metrics;
 mod server;
@@ -28,5 +29,6 @@ mod shape;
 
 pub use config::{BrokerConfig, DEFAULT_MAX_FRAME_BYTES};
 pub use error::BrokerError;
+pub use group::GroupSettings;
 pub use server::Broker;
 pub use service::{BoxFuture, Handled, Reply, SERVED, Service, served_versions};

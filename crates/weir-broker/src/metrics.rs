@@ -5,11 +5,12 @@
 //! lookup.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use kafka_protocol::messages::ApiKey;
-use weir_log::{Log, WeakLog};
+
+use crate::service::Ctx;
 use weir_metrics::names;
 use weir_metrics::prometheus::core::{Collector, Desc};
 use weir_metrics::prometheus::proto::MetricFamily;
@@ -20,12 +21,18 @@ use weir_metrics::prometheus::{
 /// One API's handles.
 #[derive(Clone)]
 pub(crate) struct ApiMetrics {
+    name: &'static str,
     requests: IntCounter,
     errors: IntCounter,
     duration: Histogram,
 }
 
 impl ApiMetrics {
+    /// The API's name, as the `api` label has it.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// Counts one request that took from `started` until now; `failed` if it was answered
     /// with an error or closed its connection.
     pub(crate) fn observe(&self, started: Instant, failed: bool) {
@@ -85,6 +92,7 @@ pub(crate) fn broker() -> &'static BrokerMetrics {
             )
         });
         let api = |name: &str| ApiMetrics {
+            name: Box::leak(name.to_string().into_boxed_str()),
             requests: requests.with_label_values(&[name]),
             errors: errors.with_label_values(&[name]),
             duration: duration.with_label_values(&[name]),
@@ -165,63 +173,100 @@ impl BrokerMetrics {
     }
 }
 
-/// Consumer-group lag at scrape time: each group's committed offset against the end offset.
-struct LagCollector {
-    log: Mutex<Option<WeakLog>>,
+/// Consumer groups at scrape time: lag (each group's committed offset against the end
+/// offset), members, and generations. Holds the broker weakly: a closed broker is not kept.
+struct GroupCollector {
+    ctx: Mutex<Weak<Ctx>>,
     descs: Vec<Desc>,
 }
 
-fn lag_vec() -> IntGaugeVec {
-    IntGaugeVec::new(
+fn group_families() -> (IntGaugeVec, IntGaugeVec, IntCounterVec) {
+    let lag = IntGaugeVec::new(
         Opts::new(
             names::GROUP_LAG,
             "End offset minus the group's committed offset.",
         ),
         &["group", "topic", "partition"],
+    );
+    let members = IntGaugeVec::new(
+        Opts::new(names::GROUP_MEMBERS, "Members of the group."),
+        &["group"],
+    );
+    let rebalances = IntCounterVec::new(
+        Opts::new(
+            names::GROUP_REBALANCES,
+            "Rebalances completed: the group's generation.",
+        ),
+        &["group"],
+    );
+    (
+        lag.expect("valid gauge"),
+        members.expect("valid gauge"),
+        rebalances.expect("valid counter"),
     )
-    .expect("valid gauge")
 }
 
-impl Collector for &'static LagCollector {
+impl Collector for &'static GroupCollector {
     fn desc(&self) -> Vec<&Desc> {
         self.descs.iter().collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let log = self
-            .log
-            .lock()
-            .expect("lag collector lock")
-            .as_ref()
-            .and_then(WeakLog::upgrade);
-        let Some(log) = log else {
+        let Some(ctx) = self.ctx.lock().expect("group collector lock").upgrade() else {
             return Vec::new();
         };
-        let lag = lag_vec();
-        for group in log.groups_with_offsets().unwrap_or_default() {
-            for (topic, p, committed) in log.group_offsets(&group).unwrap_or_default() {
+        let (lag, members, rebalances) = group_families();
+        let log = &ctx.log;
+        let with_offsets = log.groups_with_offsets().unwrap_or_default();
+        for group in &with_offsets {
+            for (topic, p, committed) in log.group_offsets(group).unwrap_or_default() {
                 if let Ok(b) = log.bounds(&topic, p) {
                     let behind = (b.high_watermark - committed.offset.max(b.log_start)).max(0);
-                    lag.with_label_values(&[&group, &topic, &p.to_string()])
+                    lag.with_label_values(&[group, &topic, &p.to_string()])
                         .set(behind);
                 }
             }
         }
-        lag.collect()
+        {
+            // Groups with only committed offsets show too, with no members.
+            let coordinator = ctx.groups.lock();
+            let mut groups: Vec<String> =
+                coordinator.list().into_iter().map(|(g, _, _)| g).collect();
+            groups.extend(with_offsets);
+            groups.sort();
+            groups.dedup();
+            for group in groups {
+                let d = coordinator.describe(&group);
+                let (n, generation) = d.map_or((0, 0), |d| (d.members.len(), d.generation.max(0)));
+                members.with_label_values(&[&group]).set(n as i64);
+                rebalances
+                    .with_label_values(&[&group])
+                    .inc_by(generation as u64);
+            }
+        }
+        let mut out = lag.collect();
+        out.extend(members.collect());
+        out.extend(rebalances.collect());
+        out
     }
 }
 
-/// Reports the lag of groups committing to `log` (the broker's log; the latest one bound).
-pub(crate) fn watch_groups(log: &Log) {
-    static C: OnceLock<&'static LagCollector> = OnceLock::new();
+/// Reports the groups of this broker (the latest one started in the process).
+pub(crate) fn watch_groups(ctx: &Arc<Ctx>) {
+    static C: OnceLock<&'static GroupCollector> = OnceLock::new();
     let c = C.get_or_init(|| {
-        let descs = lag_vec().desc().into_iter().cloned().collect();
-        let c: &'static LagCollector = Box::leak(Box::new(LagCollector {
-            log: Mutex::new(None),
+        let (lag, members, rebalances) = group_families();
+        let descs = [lag.desc(), members.desc(), rebalances.desc()]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let c: &'static GroupCollector = Box::leak(Box::new(GroupCollector {
+            ctx: Mutex::new(Weak::new()),
             descs,
         }));
         weir_metrics::register_collector(names::GROUP_LAG, Box::new(c));
         c
     });
-    *c.log.lock().expect("lag collector lock") = Some(log.downgrade());
+    *c.ctx.lock().expect("group collector lock") = Arc::downgrade(ctx);
 }

@@ -11,6 +11,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
 use weir_log::Log;
 
 use crate::config::BrokerConfig;
@@ -41,7 +42,6 @@ impl Broker {
         let local = listener.local_addr()?;
         let advertised = config.advertised(local);
         tracing::info!(%local, advertised = %format!("{}:{}", advertised.0, advertised.1), "broker bound");
-        crate::metrics::watch_groups(&log);
         let service = Service::new(log, config.clone(), advertised);
         Ok(Broker {
             listener,
@@ -73,14 +73,17 @@ impl Broker {
                 accepted = self.listener.accept() => match accepted {
                     Ok((sock, peer)) => {
                         let _ = sock.set_nodelay(true);
-                        conns.spawn(connection(
-                            sock,
-                            peer,
-                            self.service.clone(),
-                            self.config.max_frame_bytes,
-                            self.config.max_in_flight_per_connection.max(1),
-                            stop_rx.clone(),
-                        ));
+                        conns.spawn(
+                            connection(
+                                sock,
+                                peer,
+                                self.service.clone(),
+                                self.config.max_frame_bytes,
+                                self.config.max_in_flight_per_connection.max(1),
+                                stop_rx.clone(),
+                            )
+                            .instrument(tracing::debug_span!("connection", %peer)),
+                        );
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -145,9 +148,12 @@ async fn connection(
                 Ok(Some(f)) => {
                     let started = Instant::now();
                     let api = crate::metrics::broker().api(&f);
-                    let item = match service.handle(f) {
+                    let span = tracing::debug_span!("request", api = api.name());
+                    let item = match span.in_scope(|| service.handle_from(f, Some(peer))) {
                         Handled::Ready(r) => InFlight::Ready(r),
-                        Handled::Later(fut) => InFlight::Task(tokio::spawn(fut)),
+                        Handled::Later(fut) => InFlight::Task(tokio::spawn(fut.instrument(span))),
+                        // Finish it before reading on: later requests may depend on it.
+                        Handled::Ordered(fut) => InFlight::Ready(fut.instrument(span).await),
                     };
                     let closing = matches!(item, InFlight::Ready(Reply::Close(_)));
                     if tx.send((item, api, started)).await.is_err() || closing {
@@ -161,9 +167,11 @@ async fn connection(
                 }
             }
         }
-        // Make room for the whole frame that is arriving, so it is read in few calls.
+        // Make room for the frame that is arriving, so it is read in few calls; in steps of
+        // at most 8 MiB, so a bare length prefix cannot make us allocate 100 MiB up front.
         if let Ok(Some(len)) = frame::frame_len(&buf, max_frame) {
-            buf.reserve((PREFIX_LEN + len).saturating_sub(buf.len()));
+            let missing = (PREFIX_LEN + len).saturating_sub(buf.len());
+            buf.reserve(missing.min(8 << 20));
         } else if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 << 10);
         }

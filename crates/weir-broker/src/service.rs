@@ -6,9 +6,9 @@
 //! commit, a fetch's long poll) is the returned future, awaited by the connection in order.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
@@ -17,6 +17,7 @@ use weir_log::{Log, LogError, TopicConfig, TopicMeta};
 
 use crate::config::BrokerConfig;
 use crate::frame::{PREFIX_LEN, seal};
+use crate::group::{self, Groups};
 use crate::handlers;
 use crate::shape;
 
@@ -38,8 +39,11 @@ pub enum Reply {
 pub enum Handled {
     /// The reply is ready.
     Ready(Reply),
-    /// The reply comes when this future resolves.
+    /// The reply comes when this future resolves; later requests may be handled meanwhile.
     Later(BoxFuture<Reply>),
+    /// The reply comes when this future resolves, and the connection's next request must
+    /// wait for it (it changes which topics exist, which later requests may depend on).
+    Ordered(BoxFuture<Reply>),
 }
 
 impl std::fmt::Debug for Handled {
@@ -47,6 +51,7 @@ impl std::fmt::Debug for Handled {
         match self {
             Self::Ready(r) => f.debug_tuple("Ready").field(r).finish(),
             Self::Later(_) => f.write_str("Later(..)"),
+            Self::Ordered(_) => f.write_str("Ordered(..)"),
         }
     }
 }
@@ -55,7 +60,14 @@ impl std::fmt::Debug for Handled {
 pub(crate) enum Outcome<R> {
     Now(R),
     Later(BoxFuture<R>),
-    Silent,
+    /// Like `Later`, but the connection waits for it before its next request.
+    Ordered(BoxFuture<R>),
+    /// No response (a produce with acks=0). The future names a failure, if any, which
+    /// closes the connection as Kafka does, so the producer notices and refreshes.
+    Unanswered {
+        ordered: bool,
+        outcome: BoxFuture<Option<String>>,
+    },
 }
 
 /// The APIs and versions weir serves, as ApiVersions reports them.
@@ -69,6 +81,17 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// The versions of `api` weir serves, if any.
@@ -86,7 +109,13 @@ pub(crate) struct Ctx {
     pub config: BrokerConfig,
     pub host: String,
     pub port: i32,
-    pub next_producer_id: AtomicI64,
+    pub groups: Groups,
+}
+
+impl AsRef<Groups> for Ctx {
+    fn as_ref(&self) -> &Groups {
+        &self.groups
+    }
 }
 
 impl Ctx {
@@ -114,16 +143,22 @@ impl Ctx {
             })
             .collect();
         let mut out = Vec::with_capacity(pending.len());
+        let mut raced = false;
         for (name, p) in pending {
             match p.await {
                 Ok(_) => tracing::info!(topic = %name, "auto-created topic"),
-                Err(LogError::TopicExists(_)) => {}
+                // Another connection created it; its commit may still be publishing.
+                Err(LogError::TopicExists(_)) => raced = true,
                 Err(e) => {
                     out.push((name, Some(e)));
                     continue;
                 }
             }
             out.push((name, None));
+        }
+        if raced {
+            // The writer answers a sync after publishing everything committed before it.
+            let _ = self.log.sync().await;
         }
         out
     }
@@ -137,22 +172,23 @@ pub struct Service {
 
 impl Service {
     /// A service over `log`, telling clients to connect to `advertised`.
+    ///
+    /// Inside a tokio runtime it starts the task that expires silent group members; outside
+    /// one, they expire when the next group request comes in.
     pub fn new(log: Log, config: BrokerConfig, advertised: (String, u16)) -> Self {
-        // Producer ids must not repeat across restarts; the clock in microseconds moves
-        // faster than ids are handed out. Sequence checks (a later issue) will persist them.
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as i64)
-            .unwrap_or(1);
-        Self {
-            ctx: Arc::new(Ctx {
-                log,
-                config,
-                host: advertised.0,
-                port: i32::from(advertised.1),
-                next_producer_id: AtomicI64::new(seed),
-            }),
+        let groups = Groups::load(config.groups.clone(), log.clone());
+        let ctx = Arc::new(Ctx {
+            log,
+            config,
+            host: advertised.0,
+            port: i32::from(advertised.1),
+            groups,
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(group::drive(Arc::downgrade(&ctx)));
         }
+        crate::metrics::watch_groups(&ctx);
+        Self { ctx }
     }
 
     /// The log served.
@@ -165,6 +201,11 @@ impl Service {
     /// Never panics on any input; a frame that cannot be understood gives
     /// [`Reply::Close`].
     pub fn handle(&self, frame: Bytes) -> Handled {
+        self.handle_from(frame, None)
+    }
+
+    /// [`Service::handle`] for a request from `peer` (group members are described with it).
+    pub fn handle_from(&self, frame: Bytes, peer: Option<SocketAddr>) -> Handled {
         let Some(fixed) = frame.get(..8) else {
             return close(format!(
                 "request of {} bytes is shorter than a request header",
@@ -183,7 +224,7 @@ impl Service {
             return Handled::Ready(encode(correlation_id, 0, &resp));
         }
         let Some((lo, hi)) = served_versions(api) else {
-            return handlers::unserved::reply(api, version, correlation_id, frame);
+            return handlers::unserved::reply(api, version, correlation_id);
         };
         if !(lo..=hi).contains(&version) {
             return close(format!(
@@ -223,6 +264,38 @@ impl Service {
             }),
             ApiKey::InitProducerId => {
                 run(corr, version, body, |r| handlers::producer_id::handle(c, r))
+            }
+            ApiKey::DeleteRecords => run(corr, version, body, |r| {
+                handlers::delete_records::handle(c, r)
+            }),
+            ApiKey::FindCoordinator => run(corr, version, body, |r| {
+                handlers::find_coordinator::handle(c, version, r)
+            }),
+            ApiKey::JoinGroup => run(corr, version, body, |r| {
+                let client = header.client_id.as_deref().unwrap_or_default();
+                handlers::membership::join(c, version, r, client, peer)
+            }),
+            ApiKey::SyncGroup => run(corr, version, body, |r| {
+                handlers::membership::sync(c, version, r)
+            }),
+            ApiKey::Heartbeat => run(corr, version, body, |r| {
+                handlers::membership::heartbeat(c, r)
+            }),
+            ApiKey::LeaveGroup => run(corr, version, body, |r| {
+                handlers::membership::leave(c, version, r)
+            }),
+            ApiKey::OffsetCommit => run(corr, version, body, |r| handlers::offsets::commit(c, r)),
+            ApiKey::OffsetFetch => run(corr, version, body, |r| {
+                handlers::offsets::fetch(c, version, r)
+            }),
+            ApiKey::DescribeGroups => run(corr, version, body, |r| {
+                handlers::group_admin::describe(c, version, r)
+            }),
+            ApiKey::ListGroups => run(corr, version, body, |r| {
+                handlers::group_admin::list(c, version, r)
+            }),
+            ApiKey::DeleteGroups => {
+                run(corr, version, body, |r| handlers::group_admin::delete(c, r))
             }
             other => close(format!("{other:?} is listed as served but has no handler")),
         }
@@ -266,8 +339,24 @@ where
     };
     match handler(req) {
         Outcome::Now(r) => Handled::Ready(encode(correlation_id, version, &r)),
-        Outcome::Silent => Handled::Ready(Reply::Silent),
         Outcome::Later(fut) => Handled::Later(Box::pin(async move {
+            let r = fut.await;
+            encode(correlation_id, version, &r)
+        })),
+        Outcome::Unanswered { ordered, outcome } => {
+            let fut: BoxFuture<Reply> = Box::pin(async move {
+                match outcome.await {
+                    None => Reply::Silent,
+                    Some(why) => Reply::Close(format!("acks=0 produce failed: {why}")),
+                }
+            });
+            if ordered {
+                Handled::Ordered(fut)
+            } else {
+                Handled::Later(fut)
+            }
+        }
+        Outcome::Ordered(fut) => Handled::Ordered(Box::pin(async move {
             let r = fut.await;
             encode(correlation_id, version, &r)
         })),

@@ -142,7 +142,89 @@ const INIT_PRODUCER_ID: &[Field] = &[
     f(3, ALL, I16),
 ];
 
+const DELETE_RECORDS_PARTITION: &[Field] = &[f(0, ALL, I32), f(0, ALL, I64)];
+const DELETE_RECORDS_TOPIC: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(0, ALL, Ty::Array(DELETE_RECORDS_PARTITION)),
+];
+const DELETE_RECORDS: &[Field] = &[f(0, ALL, Ty::Array(DELETE_RECORDS_TOPIC)), f(0, ALL, I32)];
+
 const FIND_COORDINATOR: &[Field] = &[f(0, 3, Ty::Str), f(1, ALL, I8), f(4, ALL, Ty::StrArray)];
+
+const JOIN_GROUP_PROTOCOL: &[Field] = &[f(0, ALL, Ty::Str), f(0, ALL, Ty::Bytes)];
+const JOIN_GROUP: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(0, ALL, I32),
+    f(1, ALL, I32),
+    f(0, ALL, Ty::Str),
+    f(5, ALL, Ty::Str),
+    f(0, ALL, Ty::Str),
+    f(0, ALL, Ty::Array(JOIN_GROUP_PROTOCOL)),
+    f(8, ALL, Ty::Str),
+];
+
+const SYNC_GROUP_ASSIGNMENT: &[Field] = &[f(0, ALL, Ty::Str), f(0, ALL, Ty::Bytes)];
+const SYNC_GROUP: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(0, ALL, I32),
+    f(0, ALL, Ty::Str),
+    f(3, ALL, Ty::Str),
+    f(5, ALL, Ty::Str),
+    f(5, ALL, Ty::Str),
+    f(0, ALL, Ty::Array(SYNC_GROUP_ASSIGNMENT)),
+];
+
+const HEARTBEAT: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(0, ALL, I32),
+    f(0, ALL, Ty::Str),
+    f(3, ALL, Ty::Str),
+];
+
+const LEAVE_GROUP_MEMBER: &[Field] = &[f(3, ALL, Ty::Str), f(3, ALL, Ty::Str), f(5, ALL, Ty::Str)];
+const LEAVE_GROUP: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(0, 2, Ty::Str),
+    f(3, ALL, Ty::Array(LEAVE_GROUP_MEMBER)),
+];
+
+const OFFSET_COMMIT_PARTITION: &[Field] = &[
+    f(0, ALL, I32),
+    f(0, ALL, I64),
+    f(6, ALL, I32),
+    f(1, 1, I64),
+    f(0, ALL, Ty::Str),
+];
+const OFFSET_COMMIT_TOPIC: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(0, ALL, Ty::Array(OFFSET_COMMIT_PARTITION)),
+];
+const OFFSET_COMMIT: &[Field] = &[
+    f(0, ALL, Ty::Str),
+    f(1, ALL, I32),
+    f(1, ALL, Ty::Str),
+    f(7, ALL, Ty::Str),
+    f(2, 4, I64),
+    f(0, ALL, Ty::Array(OFFSET_COMMIT_TOPIC)),
+];
+
+const OFFSET_FETCH_TOPIC: &[Field] = &[f(0, ALL, Ty::Str), f(0, ALL, Ty::FixedArray(4))];
+const OFFSET_FETCH_GROUP: &[Field] = &[
+    f(8, ALL, Ty::Str),
+    f(9, ALL, Ty::Str),
+    f(9, ALL, I32),
+    f(8, ALL, Ty::Array(OFFSET_FETCH_TOPIC)),
+];
+const OFFSET_FETCH: &[Field] = &[
+    f(0, 7, Ty::Str),
+    f(0, 7, Ty::Array(OFFSET_FETCH_TOPIC)),
+    f(8, ALL, Ty::Array(OFFSET_FETCH_GROUP)),
+    f(7, ALL, BOOL),
+];
+
+const DESCRIBE_GROUPS: &[Field] = &[f(0, ALL, Ty::StrArray), f(3, ALL, BOOL)];
+const LIST_GROUPS: &[Field] = &[f(4, ALL, Ty::StrArray), f(5, ALL, Ty::StrArray)];
+const DELETE_GROUPS: &[Field] = &[f(0, ALL, Ty::StrArray)];
 
 /// The body schema of a request weir decodes, and the first flexible version.
 fn schema(api: ApiKey) -> Option<(&'static [Field], i16)> {
@@ -157,6 +239,16 @@ fn schema(api: ApiKey) -> Option<(&'static [Field], i16)> {
         ApiKey::DescribeConfigs => (DESCRIBE_CONFIGS, 4),
         ApiKey::InitProducerId => (INIT_PRODUCER_ID, 2),
         ApiKey::FindCoordinator => (FIND_COORDINATOR, 3),
+        ApiKey::DeleteRecords => (DELETE_RECORDS, 2),
+        ApiKey::JoinGroup => (JOIN_GROUP, 6),
+        ApiKey::SyncGroup => (SYNC_GROUP, 4),
+        ApiKey::Heartbeat => (HEARTBEAT, 4),
+        ApiKey::LeaveGroup => (LEAVE_GROUP, 4),
+        ApiKey::OffsetCommit => (OFFSET_COMMIT, 8),
+        ApiKey::OffsetFetch => (OFFSET_FETCH, 6),
+        ApiKey::DescribeGroups => (DESCRIBE_GROUPS, 5),
+        ApiKey::ListGroups => (LIST_GROUPS, 3),
+        ApiKey::DeleteGroups => (DELETE_GROUPS, 2),
         _ => return None,
     })
 }
@@ -325,6 +417,102 @@ mod tests {
         for v in 3..=13 {
             check(ApiKey::Produce, v, &encode(&pr, v)).unwrap();
         }
+    }
+
+    fn check_all<T: Encodable + kafka_protocol::protocol::Request>(m: &T, lo: i16, hi: i16) {
+        let api = ApiKey::try_from(T::KEY).unwrap();
+        for v in lo..=hi {
+            let b = encode(m, v);
+            check(api, v, &b).unwrap_or_else(|e| panic!("{api:?} v{v}: {e}"));
+            // Every strict prefix is refused (a field or the tag section is cut off).
+            for cut in 0..b.len() {
+                assert!(
+                    check(api, v, &b[..cut]).is_err(),
+                    "{api:?} v{v} cut at {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn accepts_full_requests_at_every_served_version() {
+        use kafka_protocol::messages::create_topics_request::{
+            CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+        };
+        use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+        use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+        use kafka_protocol::messages::list_offsets_request::{
+            ListOffsetsPartition, ListOffsetsTopic,
+        };
+        use kafka_protocol::messages::*;
+        let s = |x: &'static str| StrBytes::from_static_str(x);
+        let fetch = FetchRequest::default()
+            .with_max_bytes(100)
+            .with_topics(vec![FetchTopic::default().with_partitions(vec![
+                FetchPartition::default(),
+                FetchPartition::default().with_partition(1),
+            ])])
+            .with_forgotten_topics_data(vec![
+                ForgottenTopic::default().with_partitions(vec![1, 2]),
+            ]);
+        check_all(&fetch, 7, 18);
+        check_all(&fetch.clone().with_forgotten_topics_data(vec![]), 4, 6);
+        let lo = ListOffsetsRequest::default().with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(vec![ListOffsetsPartition::default(); 2]),
+        ]);
+        check_all(&lo, 1, 10);
+        let ct = CreateTopicsRequest::default().with_topics(vec![
+            CreatableTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_assignments(vec![
+                    CreatableReplicaAssignment::default().with_broker_ids(vec![BrokerId(0)]),
+                ])
+                .with_configs(vec![
+                    CreatableTopicConfig::default()
+                        .with_name(s("a"))
+                        .with_value(None),
+                    CreatableTopicConfig::default()
+                        .with_name(s("b"))
+                        .with_value(Some(s("1"))),
+                ]),
+        ]);
+        check_all(&ct, 2, 7);
+        let dt6 = DeleteTopicsRequest::default().with_topics(vec![
+            DeleteTopicState::default().with_name(None),
+            DeleteTopicState::default().with_name(Some(TopicName(s("x")))),
+        ]);
+        check_all(&dt6, 6, 6);
+        let dt = DeleteTopicsRequest::default().with_topic_names(vec![TopicName(s("x")); 2]);
+        check_all(&dt, 1, 5);
+        let dc = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default().with_configuration_keys(None),
+            DescribeConfigsResource::default().with_configuration_keys(Some(vec![s("k")])),
+        ]);
+        check_all(&dc, 1, 4);
+        let ip = InitProducerIdRequest::default().with_transactional_id(None);
+        check_all(&ip, 0, 5);
+        let av = ApiVersionsRequest::default()
+            .with_client_software_name(s("weir"))
+            .with_client_software_version(s("1"));
+        check_all(&av, 0, 4);
+        let md = MetadataRequest::default().with_topics(None);
+        check_all(&md, 1, 13);
+        let dr = DeleteRecordsRequest::default().with_topics(vec![
+            delete_records_request::DeleteRecordsTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(vec![
+                    delete_records_request::DeleteRecordsPartition::default(
+                    );
+                    2
+                ]),
+        ]);
+        check_all(&dr, 0, 2);
+        let fc = FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g")]);
+        check_all(&fc, 4, 6);
+        check_all(&FindCoordinatorRequest::default().with_key(s("g")), 0, 3);
     }
 
     #[test]

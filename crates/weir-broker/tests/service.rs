@@ -249,6 +249,13 @@ async fn produce_with_acks_zero_has_no_response_but_lands() {
     // A long poll sees it arrive.
     let r = call(&svc, 12, &fetch_req("t", 0, 5_000, 1)).await;
     assert_eq!(r.responses[0].partitions[0].high_watermark, 2);
+    // A failed acks=0 produce closes the connection (as Kafka does), so the producer notices.
+    let frame = request_frame(9, 2, &produce_req("t", 0, Bytes::from_static(b"bad"), 0));
+    let r = reply(svc.handle(frame)).await;
+    assert!(
+        matches!(r, Reply::Close(ref why) if why.contains("CorruptMessage")),
+        "{r:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,13 +326,32 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
                     .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(ts)]),
             ])
     };
-    for (ts, want) in [(-2, 0), (-1, 4), (1_500, 2), (500, 0), (9_999, -1)] {
+    let spread: Vec<_> = (0..3)
+        .map(|i| weir_log::Record::value(3_000 + i, "v"))
+        .collect();
+    let spread = Bytes::from(weir_log::batch::encode(&spread));
+    call(&svc, 9, &produce_req("t", 0, spread, 1)).await;
+    for (ts, want) in [
+        (-2, 0),
+        (-1, 7),
+        (1_500, 2),
+        (500, 0),
+        (3_001, 5),
+        (9_999, -1),
+    ] {
         let r = call(&svc, 6, &ask(ts)).await;
         let p = &r.topics[0].partitions[0];
         assert_eq!((p.error_code, p.offset), (0, want), "timestamp {ts}");
     }
     let r = call(&svc, 1, &ask(1_500)).await;
     assert_eq!(r.topics[0].partitions[0].timestamp, 2_000);
+    let r = call(&svc, 1, &ask(3_002)).await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(
+        (p.offset, p.timestamp),
+        (6, 3_002),
+        "exact record inside a batch"
+    );
 }
 
 #[tokio::test]
@@ -421,19 +447,18 @@ async fn init_producer_id_hands_out_fresh_ids() {
 }
 
 #[tokio::test]
-async fn unserved_group_apis_get_an_error_response() {
+async fn unserved_apis_get_an_error_response_or_a_closed_connection() {
     let (_d, svc) = service(BrokerConfig::default());
-    let r = call(&svc, 5, &JoinGroupRequest::default()).await;
+    let r = call(&svc, 0, &DescribeClusterRequest::default()).await;
     assert_eq!(error(r.error_code), Some(ResponseError::UnsupportedVersion));
-    let req = FindCoordinatorRequest::default()
-        .with_coordinator_keys(vec![StrBytes::from_static_str("g")]);
-    let r = call(&svc, 4, &req).await;
+    let r = call(&svc, 1, &SaslHandshakeRequest::default()).await;
     assert_eq!(
-        error(r.coordinators[0].error_code),
-        Some(ResponseError::UnsupportedVersion)
+        error(r.error_code),
+        Some(ResponseError::UnsupportedSaslMechanism)
     );
+    assert!(r.mechanisms.is_empty());
     // An API with no error field to set: the connection is closed, nothing panics.
-    let frame = request_frame(8, 1, &OffsetCommitRequest::default());
+    let frame = request_frame(0, 1, &CreatePartitionsRequest::default());
     assert!(matches!(reply(svc.handle(frame)).await, Reply::Close(_)));
 }
 
@@ -539,4 +564,225 @@ async fn every_served_version_encodes() {
             0
         );
     }
+}
+
+#[tokio::test]
+async fn compressed_batches_are_stored_and_served_as_sent() {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType,
+    };
+    let (_d, svc) = service(BrokerConfig::default());
+    create(&svc, "z", 1, &[]).await;
+    let records: Vec<Record> = (0..50)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            // kafka-protocol starts a new batch where offset - sequence changes.
+            sequence: i as i32,
+            timestamp: 1_000 + i,
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from(vec![b'v'; 200])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut next = 0;
+    for compression in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+        let sent = buf.freeze();
+        assert!(sent.len() < 50 * 200, "{compression:?} compresses");
+        let r = call(&svc, 9, &produce_req("z", 0, sent.clone(), -1)).await;
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, next), "{compression:?}");
+        let r = call(&svc, 12, &fetch_req("z", next, 0, 0)).await;
+        let mut got = r.responses[0].partitions[0].records.clone().unwrap();
+        let mut want = sent.to_vec();
+        want[..8].copy_from_slice(&next.to_be_bytes());
+        assert_eq!(
+            got.as_ref(),
+            &want[..],
+            "{compression:?} batch served as stored"
+        );
+        let back = RecordBatchDecoder::decode(&mut got).unwrap();
+        assert_eq!(back.records.len(), 50);
+        assert_eq!(back.records[7].key, records[7].key);
+        assert_eq!(back.records[7].offset, next + 7);
+        next += 50;
+    }
+}
+
+/// The error responses of unserved APIs encode at every version the protocol library knows.
+#[tokio::test]
+async fn unserved_error_responses_encode_at_every_version() {
+    let (_d, svc) = service(BrokerConfig::default());
+    for api in [ApiKey::DescribeCluster, ApiKey::SaslHandshake] {
+        let range = api.valid_versions();
+        for v in range.min..=range.max {
+            let mut frame = (api as i16).to_be_bytes().to_vec();
+            frame.extend_from_slice(&v.to_be_bytes());
+            frame.extend_from_slice(&5i32.to_be_bytes());
+            match reply(svc.handle(Bytes::from(frame))).await {
+                Reply::Frame(f) => assert_eq!(&f[4..8], &5i32.to_be_bytes(), "{api:?} v{v}"),
+                other => panic!("{api:?} v{v}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn topics_by_id_in_metadata_and_delete() {
+    let (_d, svc) = service(BrokerConfig::default());
+    create(&svc, "byid", 1, &[]).await;
+    let id = uuid::Uuid::from_bytes(svc.log().topic("byid").unwrap().uuid);
+    let by_id = |id| {
+        MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default()
+                .with_name(None)
+                .with_topic_id(id),
+        ]))
+    };
+    let r = call(&svc, 12, &by_id(id)).await;
+    assert_eq!(r.topics[0].name.as_deref().map(|n| &**n), Some("byid"));
+    let r = call(&svc, 12, &by_id(uuid::Uuid::from_u128(7))).await;
+    assert_eq!(
+        error(r.topics[0].error_code),
+        Some(ResponseError::UnknownTopicId)
+    );
+    let del = DeleteTopicsRequest::default().with_topics(vec![
+        delete_topics_request::DeleteTopicState::default()
+            .with_name(None)
+            .with_topic_id(id),
+    ]);
+    let r = call(&svc, 6, &del).await;
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(r.responses[0].name.as_deref().map(|n| &**n), Some("byid"));
+    assert!(svc.log().topic("byid").is_none());
+}
+
+#[tokio::test]
+async fn delete_records_moves_the_log_start() {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    let (_d, svc) = service(BrokerConfig::default());
+    create(&svc, "dr", 1, &[]).await;
+    for _ in 0..3 {
+        call(&svc, 9, &produce_req("dr", 0, batch(2, 1), 1)).await;
+    }
+    let req = |offset: i64| {
+        DeleteRecordsRequest::default().with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(name("dr"))
+                .with_partitions(vec![DeleteRecordsPartition::default().with_offset(offset)]),
+        ])
+    };
+    for v in 0..=2 {
+        let r = call(&svc, v, &req(2)).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.low_watermark), (0, 2), "v{v}");
+    }
+    let r = call(&svc, 2, &req(99)).await;
+    assert_eq!(
+        error(r.topics[0].partitions[0].error_code),
+        Some(ResponseError::OffsetOutOfRange)
+    );
+    let r = call(&svc, 12, &fetch_req("dr", 0, 0, 0)).await;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(error(p.error_code), Some(ResponseError::OffsetOutOfRange));
+    assert_eq!(
+        p.log_start_offset, 2,
+        "fetch below the new log start is out of range"
+    );
+}
+
+#[tokio::test]
+async fn fetch_respects_the_response_byte_budget() {
+    let (_d, svc) = service(BrokerConfig::default());
+    create(&svc, "two", 2, &[]).await;
+    for p in 0..2 {
+        for _ in 0..3 {
+            let mut req = produce_req("two", p, batch(5, 1), 1);
+            req.topic_data[0].partition_data[0].index = p;
+            call(&svc, 9, &req).await;
+        }
+    }
+    let one = batch(5, 1).len();
+    let mut req = fetch_req("two", 0, 0, 0).with_max_bytes(one as i32 + 1);
+    let second = req.topics[0].partitions[0].clone().with_partition(1);
+    req.topics[0].partitions.push(second);
+    let r = call(&svc, 12, &req).await;
+    let parts = &r.responses[0].partitions;
+    // Whole batches only: the first partition gets one (at least one always comes), the
+    // budget is then spent and the second partition reports its bounds without records.
+    assert_eq!(parts[0].records.as_ref().unwrap().len(), one);
+    assert_eq!(parts[1].records.as_deref(), Some(&[][..]));
+    assert_eq!((parts[1].error_code, parts[1].high_watermark), (0, 15));
+}
+
+#[tokio::test]
+async fn fetch_below_min_bytes_waits_then_answers_with_what_there_is() {
+    let (_d, svc) = service(BrokerConfig::default());
+    create(&svc, "t", 1, &[]).await;
+    call(&svc, 9, &produce_req("t", 0, batch(1, 1), 1)).await;
+    let started = Instant::now();
+    let r = call(&svc, 12, &fetch_req("t", 0, 200, 1 << 20)).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(190),
+        "waited for more bytes"
+    );
+    assert_eq!(
+        r.responses[0].partitions[0].records.as_ref().unwrap().len(),
+        batch(1, 1).len()
+    );
+}
+
+#[tokio::test]
+async fn idempotent_retries_are_answered_with_the_first_offsets() {
+    let (_d, svc) = service(BrokerConfig::default());
+    create(&svc, "idem", 1, &[]).await;
+    let init = call(
+        &svc,
+        4,
+        &InitProducerIdRequest::default().with_transactional_id(None),
+    )
+    .await;
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    let idempotent = |seq: i32| {
+        let mut b = batch(2, 1).to_vec();
+        weir_log::batch::set_producer(&mut b, pid, epoch, seq);
+        Bytes::from(b)
+    };
+    let first = call(&svc, 9, &produce_req("idem", 0, idempotent(0), -1)).await;
+    let retry = call(&svc, 9, &produce_req("idem", 0, idempotent(0), -1)).await;
+    let (a, b) = (
+        &first.responses[0].partition_responses[0],
+        &retry.responses[0].partition_responses[0],
+    );
+    assert_eq!((a.error_code, b.error_code), (0, 0));
+    assert_eq!(
+        a.base_offset, b.base_offset,
+        "a retry lands where the first write did"
+    );
+    assert_eq!(svc.log().bounds("idem", 0).unwrap().high_watermark, 2);
+    let gap = call(&svc, 9, &produce_req("idem", 0, idempotent(5), -1)).await;
+    assert_eq!(
+        error(gap.responses[0].partition_responses[0].error_code),
+        Some(ResponseError::OutOfOrderSequenceNumber)
+    );
 }

@@ -10,6 +10,8 @@ use bytes::{Buf, Bytes};
 
 use crate::error::BatchError;
 
+/// Fewest bytes one uncompressed record takes.
+const MIN_RECORD_LEN: usize = 7;
 /// Bytes in a v2 batch header, up to the first record.
 pub const HEADER_LEN: usize = 61;
 /// Bytes before the batch length field's count starts (base offset + length).
@@ -181,6 +183,16 @@ pub fn validate(bytes: &[u8], max_size: usize) -> Result<BatchHeader, BatchError
     }
     // A producer's records have consecutive offsets, as Kafka requires: a larger delta would
     // leave a hole in the partition's offsets.
+    // An uncompressed record takes at least 7 bytes (length, attributes, timestamp and
+    // offset deltas, key and value lengths, header count); a count beyond that is a lie that
+    // would make readers allocate for records that are not there.
+    if h.compression() == Compression::None
+        && h.record_count as usize > (bytes.len() - HEADER_LEN) / MIN_RECORD_LEN
+    {
+        return Err(BatchError::Inconsistent(
+            "record count exceeds what the batch can hold",
+        ));
+    }
     if h.last_offset_delta < 0 || (!h.is_control() && h.last_offset_delta != h.record_count - 1) {
         return Err(BatchError::Inconsistent(
             "last offset delta is not record count - 1",
@@ -430,7 +442,8 @@ pub fn decode(batch: &Bytes) -> Result<Vec<StoredRecord>, BatchError> {
         return Ok(Vec::new());
     }
     let mut b = batch.slice(HEADER_LEN..h.total_len());
-    let mut out = Vec::with_capacity(h.record_count.max(0) as usize);
+    let room = h.total_len().saturating_sub(HEADER_LEN) / MIN_RECORD_LEN;
+    let mut out = Vec::with_capacity((h.record_count.max(0) as usize).min(room));
     for _ in 0..h.record_count {
         let len = get_varint(&mut b)?;
         if len < 0 || len as usize > b.remaining() {
@@ -523,6 +536,22 @@ mod tests {
                 (&s.key, &s.value, &s.headers, s.timestamp)
             );
         }
+    }
+
+    #[test]
+    fn a_record_count_beyond_the_bytes_is_refused_and_not_allocated() {
+        let mut b = encode(&[Record::value(1, "x")]);
+        b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        b[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+        let crc = crc32c::crc32c(&b[CRC_START..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            validate(&b, usize::MAX),
+            Err(BatchError::Inconsistent(_))
+        ));
+        // A reader handed such bytes anyway fails on the missing records, without a huge
+        // allocation first.
+        assert!(decode(&Bytes::from(b)).is_err());
     }
 
     #[test]

@@ -121,7 +121,7 @@ pub(crate) fn create_topics(
         };
         jobs.push((t.name.clone(), job));
     }
-    Outcome::Later(Box::pin(async move {
+    Outcome::Ordered(Box::pin(async move {
         let mut topics = Vec::with_capacity(jobs.len());
         for (name, job) in jobs {
             let r = CreatableTopicResult::default().with_name(name.clone());
@@ -211,7 +211,7 @@ pub(crate) fn delete_topics(
             (name, id, meta, pending)
         })
         .collect();
-    Outcome::Later(Box::pin(async move {
+    Outcome::Ordered(Box::pin(async move {
         let mut responses = Vec::with_capacity(jobs.len());
         for (name, id, meta, pending) in jobs {
             let mut r = DeletableTopicResult::default().with_name(

@@ -11,7 +11,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use weir_log::LogError;
+use weir_log::{BatchHeader, LogError};
 
 use crate::error::log_error_code;
 use crate::service::{Ctx, Outcome};
@@ -187,7 +187,12 @@ fn read_all(ctx: &Ctx, plan: &Plan) -> (FetchResponse, usize, bool, Served) {
                     .map(|f| (f.records, f.high_watermark, f.log_start))
             };
             match read {
-                Ok((records, hw, log_start)) => {
+                Ok((mut records, hw, log_start)) => {
+                    // Only the response's first records may overshoot the budget (so a batch
+                    // larger than max_bytes still gets through, as in Kafka); later ones fit.
+                    if total > 0 && records.len() > budget {
+                        records = whole_batches_within(records, budget);
+                    }
                     budget = budget.saturating_sub(records.len());
                     total += records.len();
                     if !records.is_empty() {
@@ -247,4 +252,17 @@ fn errored(base: PartitionData, code: ResponseError) -> PartitionData {
         .with_high_watermark(-1)
         .with_last_stable_offset(-1)
         .with_log_start_offset(-1)
+}
+
+/// The longest run of whole batches at the front of `records` that fits in `budget` bytes.
+fn whole_batches_within(records: Bytes, budget: usize) -> Bytes {
+    let mut end = 0;
+    while let Ok(h) = BatchHeader::parse(&records[end..]) {
+        let next = end + h.total_len();
+        if next > budget || next > records.len() {
+            break;
+        }
+        end = next;
+    }
+    records.slice(..end)
 }

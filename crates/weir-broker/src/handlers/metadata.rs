@@ -65,7 +65,7 @@ pub(crate) fn handle(
         return Outcome::Now(respond(ctx, version, wanted));
     }
     let ctx = ctx.clone();
-    Outcome::Later(Box::pin(async move {
+    Outcome::Ordered(Box::pin(async move {
         let created = ctx.clone().create_missing(to_create).await;
         let wanted = wanted
             .into_iter()

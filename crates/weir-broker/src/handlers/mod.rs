@@ -2,9 +2,14 @@
 
 pub(crate) mod admin;
 pub(crate) mod api_versions;
+pub(crate) mod delete_records;
 pub(crate) mod fetch;
+pub(crate) mod find_coordinator;
+pub(crate) mod group_admin;
 pub(crate) mod list_offsets;
+pub(crate) mod membership;
 pub(crate) mod metadata;
+pub(crate) mod offsets;
 pub(crate) mod produce;
 pub(crate) mod producer_id;
 pub(crate) mod unserved;

@@ -71,7 +71,10 @@ pub(crate) fn handle(
     if to_create.is_empty() {
         let slots = submit(ctx);
         if acks == 0 {
-            return Outcome::Silent;
+            return Outcome::Unanswered {
+                ordered: false,
+                outcome: Box::pin(async move { first_error(finish(slots).await) }),
+            };
         }
         return Outcome::Later(Box::pin(finish(slots)));
     }
@@ -81,11 +84,13 @@ pub(crate) fn handle(
         finish(submit(&ctx)).await
     };
     if acks == 0 {
-        // Nobody waits for the answer; the appends still happen, after the creation.
-        tokio::spawn(fut);
-        return Outcome::Silent;
+        // Nobody waits for the answer, but later requests must see the topic.
+        return Outcome::Unanswered {
+            ordered: true,
+            outcome: Box::pin(async move { first_error(fut.await) }),
+        };
     }
-    Outcome::Later(Box::pin(fut))
+    Outcome::Ordered(Box::pin(fut))
 }
 
 fn submit_one(
@@ -172,4 +177,22 @@ fn refused(
     r.with_error_code(code.code())
         .with_base_offset(-1)
         .with_error_message(msg.and_then(message))
+}
+
+/// The first partition error of a response, described for the log.
+fn first_error(resp: ProduceResponse) -> Option<String> {
+    resp.responses.iter().find_map(|t| {
+        t.partition_responses
+            .iter()
+            .find(|p| p.error_code != 0)
+            .map(|p| {
+                let code = ResponseError::try_from_code(p.error_code);
+                format!(
+                    "{}-{}: {code:?} {}",
+                    &*t.name,
+                    p.index,
+                    p.error_message.as_deref().unwrap_or("")
+                )
+            })
+    })
 }

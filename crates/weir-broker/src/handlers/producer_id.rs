@@ -1,11 +1,12 @@
-//! InitProducerId: a fresh producer id for idempotent producers.
+//! InitProducerId: a producer id for idempotent producers, from the log so it is never
+//! handed out twice, not even across restarts.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
+use crate::error::log_error_code;
 use crate::service::{Ctx, Outcome};
 
 pub(crate) fn handle(
@@ -21,15 +22,26 @@ pub(crate) fn handle(
         );
     }
     // A producer that already has an id asks for its epoch to be bumped (KIP-360).
-    let (id, epoch) =
-        if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
-            (req.producer_id.0, req.producer_epoch + 1)
-        } else {
-            (ctx.next_producer_id.fetch_add(1, Ordering::Relaxed), 0)
-        };
-    Outcome::Now(
-        InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(id))
-            .with_producer_epoch(epoch),
-    )
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
+        return Outcome::Now(
+            InitProducerIdResponse::default()
+                .with_producer_id(req.producer_id)
+                .with_producer_epoch(req.producer_epoch + 1),
+        );
+    }
+    let allocated = ctx.log.allocate_producer_id();
+    Outcome::Later(Box::pin(async move {
+        match allocated.await {
+            Ok(id) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(0),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot allocate a producer id");
+                InitProducerIdResponse::default()
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1)
+                    .with_error_code(log_error_code(&e).code())
+            }
+        }
+    }))
 }

@@ -34,7 +34,7 @@ pub fn wire_frame<R: Request>(version: i16, correlation_id: i32, req: &R) -> Vec
 pub async fn reply(h: Handled) -> Reply {
     match h {
         Handled::Ready(r) => r,
-        Handled::Later(f) => f.await,
+        Handled::Later(f) | Handled::Ordered(f) => f.await,
     }
 }
 
