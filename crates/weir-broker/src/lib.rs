@@ -22,6 +22,7 @@ mod error;
 pub mod frame;
 mod group;
 mod handlers;
+mod metrics;
 mod server;
 mod service;
 mod shape;

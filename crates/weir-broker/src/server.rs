@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -10,11 +11,13 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
 use weir_log::Log;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::frame::{self, PREFIX_LEN};
+use crate::metrics::ApiMetrics;
 use crate::service::{Handled, Reply, Service};
 
 /// A bound broker; [`Broker::run_until`] serves it.
@@ -70,14 +73,17 @@ impl Broker {
                 accepted = self.listener.accept() => match accepted {
                     Ok((sock, peer)) => {
                         let _ = sock.set_nodelay(true);
-                        conns.spawn(connection(
-                            sock,
-                            peer,
-                            self.service.clone(),
-                            self.config.max_frame_bytes,
-                            self.config.max_in_flight_per_connection.max(1),
-                            stop_rx.clone(),
-                        ));
+                        conns.spawn(
+                            connection(
+                                sock,
+                                peer,
+                                self.service.clone(),
+                                self.config.max_frame_bytes,
+                                self.config.max_in_flight_per_connection.max(1),
+                                stop_rx.clone(),
+                            )
+                            .instrument(tracing::debug_span!("connection", %peer)),
+                        );
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -117,6 +123,9 @@ enum InFlight {
     Task(JoinHandle<Reply>),
 }
 
+/// A request in flight with its API's metrics and its arrival time.
+type Tracked = (InFlight, &'static ApiMetrics, Instant);
+
 async fn connection(
     sock: TcpStream,
     peer: SocketAddr,
@@ -126,6 +135,9 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     tracing::debug!(%peer, "connection opened");
+    let metrics = crate::metrics::broker();
+    metrics.accepted.inc();
+    metrics.connections.inc();
     let (mut rd, wr) = sock.into_split();
     let (tx, rx) = mpsc::channel(max_in_flight);
     let writer = tokio::spawn(write_replies(wr, rx, peer));
@@ -134,14 +146,17 @@ async fn connection(
         loop {
             match frame::take_frame(&mut buf, max_frame) {
                 Ok(Some(f)) => {
-                    let item = match service.handle_from(f, Some(peer)) {
+                    let started = Instant::now();
+                    let api = crate::metrics::broker().api(&f);
+                    let span = tracing::debug_span!("request", api = api.name());
+                    let item = match span.in_scope(|| service.handle_from(f, Some(peer))) {
                         Handled::Ready(r) => InFlight::Ready(r),
-                        Handled::Later(fut) => InFlight::Task(tokio::spawn(fut)),
+                        Handled::Later(fut) => InFlight::Task(tokio::spawn(fut.instrument(span))),
                         // Finish it before reading on: later requests may depend on it.
-                        Handled::Ordered(fut) => InFlight::Ready(fut.await),
+                        Handled::Ordered(fut) => InFlight::Ready(fut.instrument(span).await),
                     };
                     let closing = matches!(item, InFlight::Ready(Reply::Close(_)));
-                    if tx.send(item).await.is_err() || closing {
+                    if tx.send((item, api, started)).await.is_err() || closing {
                         break 'conn;
                     }
                 }
@@ -179,17 +194,19 @@ async fn connection(
     }
     drop(tx);
     let _ = writer.await;
+    metrics.connections.dec();
     tracing::debug!(%peer, "connection closed");
 }
 
-async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<InFlight>, peer: SocketAddr) {
-    while let Some(item) = rx.recv().await {
+async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Tracked>, peer: SocketAddr) {
+    while let Some((item, api, started)) = rx.recv().await {
         let reply = match item {
             InFlight::Ready(r) => r,
             InFlight::Task(t) => t
                 .await
                 .unwrap_or_else(|e| Reply::Close(format!("request handler failed: {e}"))),
         };
+        api.observe(started, matches!(reply, Reply::Close(_)));
         match reply {
             Reply::Frame(b) => {
                 if let Err(e) = wr.write_all(&b).await {

@@ -187,6 +187,7 @@ impl Service {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(group::drive(Arc::downgrade(&ctx)));
         }
+        crate::metrics::watch_groups(&ctx);
         Self { ctx }
     }
 

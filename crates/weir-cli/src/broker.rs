@@ -28,6 +28,25 @@ pub struct BrokerArgs {
     /// log.flush.interval.ms, log.cache.bytes, log.retention.check.interval.ms.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Address of the Prometheus /metrics endpoint (default 127.0.0.1:9898; port 0 picks a
+    /// free one, printed on start; "off" serves none).
+    #[arg(long, value_name = "HOST:PORT|off")]
+    pub metrics_listen: Option<String>,
+}
+
+/// Where /metrics is served, and whether the address was asked for (then failing to bind
+/// it is an error; the default port being taken only costs a warning).
+fn metrics_address(arg: Option<&str>) -> Result<Option<(SocketAddr, bool)>> {
+    match arg {
+        None => Ok(Some((SocketAddr::from(([127, 0, 0, 1], 9898)), false))),
+        Some("off") => Ok(None),
+        Some(a) => {
+            let addr = a
+                .parse()
+                .with_context(|| format!("--metrics-listen {a:?} is not HOST:PORT (or \"off\")"))?;
+            Ok(Some((addr, true)))
+        }
+    }
 }
 
 /// The broker and log settings that a properties file can change.
@@ -129,6 +148,19 @@ pub async fn run(args: BrokerArgs) -> Result<()> {
     let addr = broker.local_addr();
     // The first line on stdout is the contract for scripts and tests.
     println!("weir broker listening on {addr}");
+    if let Some((at, asked)) = metrics_address(args.metrics_listen.as_deref())? {
+        match weir_metrics::MetricsServer::bind(at).await {
+            // On stderr: scripts read stdout's first line only and may close it after.
+            Ok(server) => {
+                tracing::info!(url = %format!("http://{}/metrics", server.spawn()), "serving metrics")
+            }
+            Err(e) if !asked => tracing::warn!(
+                error = %e,
+                "serving no metrics: pass --metrics-listen 127.0.0.1:0 for a free port"
+            ),
+            Err(e) => return Err(e).context("cannot serve /metrics"),
+        }
+    }
     tracing::info!(%addr, data = %args.data.display(), "broker started");
     broker
         .run_until(shutdown_signal())
@@ -216,5 +248,20 @@ mod tests {
         );
         assert_eq!(parse_advertise("[::1]:9092").unwrap(), ("::1".into(), 9092));
         assert!(parse_advertise("nohost").is_err());
+    }
+
+    #[test]
+    fn metrics_address_defaults_parses_and_turns_off() {
+        assert_eq!(
+            metrics_address(None).unwrap(),
+            Some(("127.0.0.1:9898".parse().unwrap(), false))
+        );
+        assert_eq!(
+            metrics_address(Some("127.0.0.1:0")).unwrap(),
+            Some(("127.0.0.1:0".parse().unwrap(), true))
+        );
+        assert_eq!(metrics_address(Some("off")).unwrap(), None);
+        let e = metrics_address(Some("nine")).unwrap_err().to_string();
+        assert!(e.contains("--metrics-listen"), "{e}");
     }
 }

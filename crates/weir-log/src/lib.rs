@@ -26,6 +26,6 @@ mod writer;
 
 pub use batch::{BatchHeader, Compression, Record, StoredRecord};
 pub use error::{BatchError, LogError, Result};
-pub use log::{DB_FILE, Durability, Fetched, Log, LogOptions, PartitionBounds, Pending};
+pub use log::{DB_FILE, Durability, Fetched, Log, LogOptions, PartitionBounds, Pending, WeakLog};
 pub use topic::{CleanupPolicy, TopicConfig, TopicMeta};
 pub use unit::{Appended, CommittedOffset, Unit};

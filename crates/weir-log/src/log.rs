@@ -201,6 +201,25 @@ impl std::fmt::Debug for Log {
     }
 }
 
+/// A handle that does not keep the log open; for observers such as metrics collectors.
+#[derive(Clone)]
+pub struct WeakLog {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl std::fmt::Debug for WeakLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakLog").finish_non_exhaustive()
+    }
+}
+
+impl WeakLog {
+    /// The log, if it is still open.
+    pub fn upgrade(&self) -> Option<Log> {
+        self.inner.upgrade().map(|inner| Log { inner })
+    }
+}
+
 pub(crate) fn validate_state_table(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 200 {
         return Err(LogError::InvalidStateTable(name.to_string()));
@@ -261,6 +280,13 @@ impl Log {
                 dir,
             }),
         })
+    }
+
+    /// A handle that does not keep the log open.
+    pub fn downgrade(&self) -> WeakLog {
+        WeakLog {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// The data directory.

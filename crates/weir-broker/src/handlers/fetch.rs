@@ -81,7 +81,29 @@ pub(crate) fn handle(ctx: &Arc<Ctx>, version: i16, req: FetchRequest) -> Outcome
     Outcome::Later(Box::pin(long_poll(ctx, plan, deadline)))
 }
 
+/// Per topic: records and bytes a response serves, for the metrics.
+type Served = Vec<(String, u64, u64)>;
+
 async fn long_poll(ctx: Arc<Ctx>, plan: Plan, deadline: Instant) -> FetchResponse {
+    let (resp, served) = poll(ctx, plan, deadline).await;
+    let m = crate::metrics::broker();
+    for (topic, records, bytes) in served {
+        m.fetched(&topic, records, bytes);
+    }
+    resp
+}
+
+/// Records in stored batches, from their headers.
+fn count_records(mut batches: &[u8]) -> u64 {
+    let mut n = 0;
+    while let Ok(h) = weir_log::BatchHeader::parse(batches) {
+        n += h.record_count.max(0) as u64;
+        batches = batches.get(h.total_len()..).unwrap_or_default();
+    }
+    n
+}
+
+async fn poll(ctx: Arc<Ctx>, plan: Plan, deadline: Instant) -> (FetchResponse, Served) {
     // Subscribe before reading, so a commit between the read and the wait still wakes us.
     let mut watches: Vec<watch::Receiver<i64>> = plan
         .topics
@@ -97,17 +119,18 @@ async fn long_poll(ctx: Arc<Ctx>, plan: Plan, deadline: Instant) -> FetchRespons
         for w in &mut watches {
             w.borrow_and_update();
         }
-        let (resp, bytes, failed) = read_all(&ctx, &plan);
+        let (resp, bytes, failed, served) = read_all(&ctx, &plan);
         if failed || bytes >= plan.min_bytes || bytes > 0 && bytes >= plan.max_bytes {
-            return resp;
+            return (resp, served);
         }
         if watches.is_empty() || Instant::now() >= deadline {
-            return resp;
+            return (resp, served);
         }
         let woke = tokio::time::timeout_at(deadline, any_changed(&mut watches)).await;
         if woke.is_err() {
             // Deadline: answer with what is there now.
-            return read_all(&ctx, &plan).0;
+            let (resp, _, _, served) = read_all(&ctx, &plan);
+            return (resp, served);
         }
         // A deleted topic's watch stays closed; keep only live ones.
         watches.retain(|w| w.has_changed().is_ok());
@@ -130,7 +153,8 @@ async fn any_changed(watches: &mut [watch::Receiver<i64>]) {
 
 /// Reads every partition once: the response, the record bytes in it, and whether any
 /// partition failed (which answers at once, as Kafka does).
-fn read_all(ctx: &Ctx, plan: &Plan) -> (FetchResponse, usize, bool) {
+fn read_all(ctx: &Ctx, plan: &Plan) -> (FetchResponse, usize, bool, Served) {
+    let mut served = Served::new();
     let mut budget = plan.max_bytes;
     let mut total = 0usize;
     let mut failed = false;
@@ -171,6 +195,9 @@ fn read_all(ctx: &Ctx, plan: &Plan) -> (FetchResponse, usize, bool) {
                     }
                     budget = budget.saturating_sub(records.len());
                     total += records.len();
+                    if !records.is_empty() {
+                        served.push((name.clone(), count_records(&records), records.len() as u64));
+                    }
                     parts.push(
                         base.with_high_watermark(hw)
                             .with_last_stable_offset(hw)
@@ -184,6 +211,9 @@ fn read_all(ctx: &Ctx, plan: &Plan) -> (FetchResponse, usize, bool) {
                     ..
                 }) => {
                     failed = true;
+                    crate::metrics::broker()
+                        .api_key(kafka_protocol::messages::ApiKey::Fetch)
+                        .error();
                     parts.push(
                         base.with_error_code(ResponseError::OffsetOutOfRange.code())
                             .with_high_watermark(high_watermark)
@@ -210,10 +240,14 @@ fn read_all(ctx: &Ctx, plan: &Plan) -> (FetchResponse, usize, bool) {
         FetchResponse::default().with_responses(responses),
         total,
         failed,
+        served,
     )
 }
 
 fn errored(base: PartitionData, code: ResponseError) -> PartitionData {
+    crate::metrics::broker()
+        .api_key(kafka_protocol::messages::ApiKey::Fetch)
+        .error();
     base.with_error_code(code.code())
         .with_high_watermark(-1)
         .with_last_stable_offset(-1)

@@ -14,7 +14,8 @@ use crate::service::{Ctx, Outcome};
 
 /// One partition's append: submitted to the log, or refused before.
 enum Slot {
-    Submitted(Pending<Appended>),
+    /// The append, with its topic and size for the metrics.
+    Submitted(Pending<Appended>, String, u64),
     Refused(ResponseError, Option<String>),
 }
 
@@ -114,7 +115,12 @@ fn submit_one(
             Some("produce without records".to_string()),
         );
     };
-    Slot::Submitted(ctx.log.append(topic, partition, records))
+    let size = records.len() as u64;
+    Slot::Submitted(
+        ctx.log.append(topic, partition, records),
+        topic.to_string(),
+        size,
+    )
 }
 
 async fn finish(slots: Vec<TopicSlots>) -> ProduceResponse {
@@ -126,8 +132,14 @@ async fn finish(slots: Vec<TopicSlots>) -> ProduceResponse {
                 .with_index(index)
                 .with_log_append_time_ms(-1);
             let r = match slot {
-                Slot::Submitted(p) => match p.await {
-                    Ok(a) => r.with_base_offset(a.base_offset),
+                Slot::Submitted(p, topic, size) => match p.await {
+                    Ok(a) => {
+                        if !a.duplicate {
+                            let records = (a.last_offset - a.base_offset + 1).max(0) as u64;
+                            crate::metrics::broker().produced(&topic, records, size);
+                        }
+                        r.with_base_offset(a.base_offset)
+                    }
                     Err(e) => refused(r, log_error_code(&e), Some(describe(&e))),
                 },
                 Slot::Refused(code, msg) => refused(r, code, msg),
@@ -159,6 +171,9 @@ fn refused(
     msg: Option<String>,
 ) -> PartitionProduceResponse {
     tracing::debug!(partition = r.index, error = ?code, message = ?msg, "produce refused");
+    crate::metrics::broker()
+        .api_key(kafka_protocol::messages::ApiKey::Produce)
+        .error();
     r.with_error_code(code.code())
         .with_base_offset(-1)
         .with_error_message(msg.and_then(message))
