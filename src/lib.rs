@@ -3,3 +3,5 @@
 //! This facade re-exports weir's crates; see the README for the map.
 
 pub use weir_log as log;
+pub use weir_stream as stream;
+pub use weir_stream::{App, Topic};

@@ -1,0 +1,292 @@
+//! Runs a pipeline over the embedded log with exactly-once checkpoints.
+//!
+//! A checkpoint is one weir-log [`Unit`]: the output batches held since the last one, the
+//! operators' state changes, the inputs' event-time positions and the input offsets (a group
+//! offset commit under the pipeline's name). It commits all or nothing, so after a crash the
+//! pipeline restarts from a point where state, outputs and offsets agree. Outputs stay in
+//! memory until their checkpoint commits: readers never see uncommitted results.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use weir_log::batch::{self, BatchHeader};
+use weir_log::{
+    Appended, CommittedOffset, Log, LogError, Pending, StoredRecord, TopicConfig, Unit,
+};
+
+use crate::error::Result;
+use crate::graph::lock;
+use crate::metrics::Metrics;
+use crate::pipeline::Graph;
+use crate::source::dead_letter;
+use crate::task::Task;
+
+/// Bytes read from one partition per step.
+const READ_BYTES: usize = 1 << 20;
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+async fn ensure_topic(log: &Log, name: &str, partitions: i32) -> Result<i32> {
+    if let Some(t) = log.topic(name) {
+        return Ok(t.partitions);
+    }
+    match log
+        .create_topic(name, partitions, TopicConfig::default())
+        .await
+    {
+        Ok(t) => Ok(t.partitions),
+        Err(LogError::TopicExists(_)) => Ok(log.topic(name).map_or(partitions, |t| t.partitions)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) struct Runner {
+    log: Log,
+    task: Task,
+    records_since: u64,
+    changed: bool,
+    last_checkpoint_ms: i64,
+    inflight: Option<Pending<Vec<Appended>>>,
+}
+
+impl Runner {
+    /// Creates missing topics, then restores the pipeline from its last checkpoint.
+    pub async fn start(log: Log, graph: Graph) -> Result<Self> {
+        let mut topics = Vec::new();
+        for s in &graph.sources {
+            topics.push((s.topic().to_string(), s.create_partitions()));
+        }
+        for s in graph.sinks.iter().chain([&graph.dead_letters]) {
+            let s = lock(s);
+            topics.push((s.topic.clone(), s.create_partitions));
+        }
+        let mut counts = std::collections::HashMap::new();
+        for (name, n) in topics {
+            let n = ensure_topic(&log, &name, n).await?;
+            counts.insert(name, n);
+        }
+        let now = now_ms();
+        let mut task = Task::new(graph, |t| counts.get(t).copied().unwrap_or(1), now)?;
+        let name = task.graph.name.clone();
+        for i in &mut task.inputs {
+            let start = log.bounds(&i.topic, i.partition)?.log_start;
+            i.next_offset = match log.committed_offset(&name, &i.topic, i.partition)? {
+                Some(c) => c.offset.max(start),
+                None => start,
+            };
+        }
+        task.restore(&mut |table| Ok(log.state_entries(table)?))?;
+        tracing::info!(pipeline = %name, watermark = task.cx.watermark, "pipeline restored");
+        Ok(Self {
+            log,
+            task,
+            records_since: 0,
+            changed: false,
+            last_checkpoint_ms: now,
+            inflight: None,
+        })
+    }
+
+    /// Reads each input partition once and processes what it got; returns the record count.
+    pub fn step(&mut self) -> Result<usize> {
+        let mut total = 0;
+        for idx in 0..self.task.inputs.len() {
+            let (topic, partition, from) = {
+                let i = &self.task.inputs[idx];
+                (i.topic.clone(), i.partition, i.next_offset)
+            };
+            let fetched = match self.log.read(&topic, partition, from, READ_BYTES) {
+                Ok(f) => f,
+                Err(LogError::OffsetOutOfRange { log_start, .. }) if from < log_start => {
+                    tracing::warn!(%topic, partition, from, log_start, "input records were deleted by retention before this pipeline read them; skipping to the log start");
+                    self.task.inputs[idx].next_offset = log_start;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if fetched.batch_count == 0 {
+                continue;
+            }
+            let now = now_ms();
+            let records = self.decode(idx, fetched.records, from);
+            if records.is_empty() {
+                self.changed = true;
+                self.task.touch(idx, now);
+                continue;
+            }
+            let n = self.task.feed(idx, records, now);
+            total += n;
+            self.records_since += n as u64;
+            self.changed = true;
+            self.task.advance(now);
+        }
+        if total == 0 {
+            self.task.advance(now_ms());
+        }
+        Ok(total)
+    }
+
+    /// The records at or after `from` in the fetched batches. A batch that cannot be
+    /// decoded (compressed, or corrupt) goes whole to the dead letters.
+    fn decode(&mut self, idx: usize, mut rest: Bytes, from: i64) -> Vec<StoredRecord> {
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let Ok(h) = BatchHeader::parse(&rest) else {
+                break;
+            };
+            let one = rest.split_to(h.total_len().min(rest.len()));
+            match batch::decode(&one) {
+                Ok(recs) => out.extend(recs.into_iter().filter(|r| r.offset >= from)),
+                Err(e) => {
+                    let i = &mut self.task.inputs[idx];
+                    i.next_offset = i.next_offset.max(h.last_offset() + 1);
+                    Metrics::add(&self.task.cx.metrics.dead_letters, 1);
+                    let letter = dead_letter(
+                        &i.topic,
+                        i.partition,
+                        h.base_offset,
+                        h.max_timestamp,
+                        None,
+                        one,
+                        &format!("the batch cannot be decoded: {e}"),
+                    );
+                    lock(&self.task.graph.dead_letters).records.push(letter);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn checkpoint_due(&self) -> bool {
+        self.changed
+            && (self.records_since >= self.task.graph.settings.checkpoint_records
+                || now_ms() - self.last_checkpoint_ms
+                    >= self.task.graph.settings.checkpoint_interval_ms)
+    }
+
+    /// Waits for the checkpoint in flight, if any.
+    pub async fn settle(&mut self) -> Result<()> {
+        if let Some(p) = self.inflight.take() {
+            p.await?;
+            Metrics::add(&self.task.cx.metrics.checkpoints, 1);
+        }
+        Ok(())
+    }
+
+    /// Starts a checkpoint; it commits while the pipeline goes on (the next one waits).
+    pub async fn checkpoint(&mut self) -> Result<()> {
+        self.settle().await?;
+        let mut unit = Unit::new();
+        self.task.checkpoint(&mut unit);
+        for s in self
+            .task
+            .graph
+            .sinks
+            .iter()
+            .chain([&self.task.graph.dead_letters])
+        {
+            lock(s).drain_into(&mut unit);
+        }
+        let now = now_ms();
+        for i in &self.task.inputs {
+            unit.commit_offset(
+                &self.task.graph.name,
+                &i.topic,
+                i.partition,
+                CommittedOffset {
+                    offset: i.next_offset,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                    commit_timestamp: now,
+                },
+            );
+        }
+        self.inflight = Some(self.log.commit(unit));
+        self.records_since = 0;
+        self.changed = false;
+        self.last_checkpoint_ms = now;
+        Ok(())
+    }
+
+    /// How long to wait for input before something is due anyway.
+    fn idle_wait(&self) -> Duration {
+        let s = &self.task.graph.settings;
+        let now = now_ms();
+        let mut due = i64::MAX;
+        if self.changed {
+            due = due.min(self.last_checkpoint_ms + s.checkpoint_interval_ms);
+        }
+        for i in &self.task.inputs {
+            let idle_at = i.last_active_ms.saturating_add(s.idle_timeout_ms);
+            if idle_at > now {
+                due = due.min(idle_at);
+            }
+        }
+        let ms = due.saturating_sub(now).clamp(1, 1000);
+        Duration::from_millis(ms as u64)
+    }
+
+    /// Runs until `stop` turns true; then finishes with a last checkpoint.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        let mut watches = Vec::new();
+        for i in &self.task.inputs {
+            watches.push(self.log.watch(&i.topic, i.partition)?);
+        }
+        loop {
+            for w in &mut watches {
+                w.borrow_and_update();
+            }
+            let n = self.step()?;
+            if self.checkpoint_due() {
+                self.checkpoint().await?;
+            }
+            if *stop.borrow() {
+                break;
+            }
+            if n == 0 {
+                let wait = self.idle_wait();
+                tokio::select! {
+                    () = any_changed(&mut watches) => {}
+                    () = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+        self.task.close();
+        self.changed = true;
+        self.checkpoint().await?;
+        self.settle().await?;
+        tracing::info!(pipeline = %self.task.graph.name, "pipeline stopped after a final checkpoint");
+        Ok(())
+    }
+}
+
+/// Resolves when any of the watched high watermarks moves (or its topic goes away).
+async fn any_changed(watches: &mut [watch::Receiver<i64>]) {
+    if watches.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut futs: Vec<Pin<Box<dyn Future<Output = _> + Send + '_>>> = watches
+        .iter_mut()
+        .map(|w| Box::pin(w.changed()) as Pin<Box<dyn Future<Output = _> + Send>>)
+        .collect();
+    std::future::poll_fn(|cx| {
+        for f in &mut futs {
+            if f.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+}

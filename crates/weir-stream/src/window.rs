@@ -1,0 +1,529 @@
+//! Event-time windows on keyed streams: tumbling, hopping and session.
+//!
+//! Semantics, which the property tests check against a brute-force reference:
+//! - A window `[start, end)` closes when the watermark reaches `end + grace`; its result is
+//!   emitted then, once, at event time `end - 1` (or on every change with `emit_updates`).
+//! - Tumbling and hopping: a record is dropped from each of its windows that has closed by
+//!   the watermark it arrives under; if it is dropped from any, it is late.
+//! - Session: a record is late when its time is below `watermark - grace` (the session it
+//!   would join may have closed); otherwise it opens `[t, t + gap)` and merges with every
+//!   session of its key that overlaps.
+//! - Late records are counted, and go to the late topic if one is named.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{Aggregator, MergeAggregator};
+use crate::error::Result;
+use crate::graph::Push;
+use crate::operator::{Context, Event, Operator, RestoredState, StateWriter};
+use crate::topic::duration_ms;
+
+/// `d` seconds.
+pub fn secs(d: u64) -> Duration {
+    Duration::from_secs(d)
+}
+
+/// `d` milliseconds.
+pub fn millis(d: u64) -> Duration {
+    Duration::from_millis(d)
+}
+
+/// Fixed-size windows that advance by a slide: tumbling when the slide is the size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindows {
+    pub(crate) size_ms: i64,
+    pub(crate) slide_ms: i64,
+    pub(crate) grace_ms: i64,
+    pub(crate) updates: bool,
+}
+
+/// Windows that touch end to start: every record is in exactly one.
+#[derive(Debug, Clone, Copy)]
+pub struct Tumbling;
+
+impl Tumbling {
+    /// Tumbling windows of `size` (at least 1 ms), aligned to the epoch.
+    pub fn every(size: Duration) -> TimeWindows {
+        let size_ms = duration_ms(size).max(1);
+        TimeWindows {
+            size_ms,
+            slide_ms: size_ms,
+            grace_ms: 0,
+            updates: false,
+        }
+    }
+}
+
+/// Windows of `size` starting every `slide`: a record is in `size / slide` of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Hopping;
+
+impl Hopping {
+    /// Hopping windows of `size` every `slide` (both at least 1 ms), aligned to the epoch.
+    pub fn of(size: Duration, slide: Duration) -> TimeWindows {
+        TimeWindows {
+            size_ms: duration_ms(size).max(1),
+            slide_ms: duration_ms(slide).max(1),
+            grace_ms: 0,
+            updates: false,
+        }
+    }
+}
+
+impl TimeWindows {
+    /// How long after its end a window still takes late records (0 by default).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace_ms = duration_ms(grace);
+        self
+    }
+
+    /// Emits a window's current result after every batch that changed it, instead of
+    /// once when it closes.
+    pub fn emit_updates(mut self) -> Self {
+        self.updates = true;
+        self
+    }
+}
+
+/// Per-key windows that stay open while records keep coming within a gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionWindows {
+    pub(crate) gap_ms: i64,
+    pub(crate) grace_ms: i64,
+}
+
+/// Session windows.
+#[derive(Debug, Clone, Copy)]
+pub struct Session;
+
+impl Session {
+    /// Sessions that close after `gap` (at least 1 ms) without a record of their key.
+    pub fn gap(gap: Duration) -> SessionWindows {
+        SessionWindows {
+            gap_ms: duration_ms(gap).max(1),
+            grace_ms: 0,
+        }
+    }
+}
+
+impl SessionWindows {
+    /// How long after its end a session still takes late records (0 by default).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace_ms = duration_ms(grace);
+        self
+    }
+}
+
+/// The result of one window for one key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Windowed<K, A> {
+    /// The key.
+    pub key: K,
+    /// Window start (inclusive), ms.
+    pub start: i64,
+    /// Window end (exclusive), ms.
+    pub end: i64,
+    /// The aggregate.
+    pub value: A,
+}
+
+/// What a window key must be: hashed for state, ordered so output order is deterministic,
+/// serialized for checkpoints.
+pub trait Key: Clone + Hash + Eq + Ord + Serialize + DeserializeOwned + Send + 'static {}
+impl<T: Clone + Hash + Eq + Ord + Serialize + DeserializeOwned + Send + 'static> Key for T {}
+
+pub(crate) type LateSink<K, V> = Option<Box<dyn Push<(K, V)>>>;
+
+struct Slot<A> {
+    acc: A,
+    dirty: bool,
+    persisted: bool,
+    changed: bool,
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Accumulators and keys are plain data; a failure here is a bug in their Serialize.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn time_window_key<K: Serialize>(start: i64, key: &K) -> Vec<u8> {
+    let mut k = start.to_be_bytes().to_vec();
+    k.extend(to_json(key));
+    k
+}
+
+fn send_late<K, V>(late: &mut LateSink<K, V>, buf: &mut Vec<Event<(K, V)>>, cx: &mut Context) {
+    if buf.is_empty() {
+        return;
+    }
+    cx.count_late(buf.len() as u64);
+    let batch = std::mem::take(buf);
+    if let Some(s) = late {
+        s.push(batch, cx);
+    }
+}
+
+/// Tumbling and hopping windows.
+pub(crate) struct TimeWindowOp<K, V, G: Aggregator<V>> {
+    spec: TimeWindows,
+    agg: G,
+    windows: BTreeMap<i64, HashMap<K, Slot<G::Acc>>>,
+    deletes: Vec<Vec<u8>>,
+    changed: Vec<(i64, K)>,
+    late: LateSink<K, V>,
+    late_buf: Vec<Event<(K, V)>>,
+}
+
+impl<K, V, G: Aggregator<V>> TimeWindowOp<K, V, G> {
+    pub(crate) fn new(spec: TimeWindows, agg: G, late: LateSink<K, V>) -> Self {
+        Self {
+            spec,
+            agg,
+            windows: BTreeMap::new(),
+            deletes: Vec::new(),
+            changed: Vec::new(),
+            late,
+            late_buf: Vec::new(),
+        }
+    }
+}
+
+impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V, G> {
+    type In = (K, V);
+    type Out = (K, Windowed<K, G::Out>);
+
+    fn process(
+        &mut self,
+        input: Vec<Event<(K, V)>>,
+        out: &mut Vec<Event<Self::Out>>,
+        cx: &mut Context,
+    ) {
+        let TimeWindows {
+            size_ms: size,
+            slide_ms: slide,
+            grace_ms: grace,
+            updates,
+        } = self.spec;
+        let wm = cx.watermark;
+        for e in input {
+            let t = e.time;
+            let (k, v) = e.value;
+            let mut start = t - t.rem_euclid(slide);
+            let mut late = false;
+            while start.saturating_add(size) > t {
+                if start.saturating_add(size).saturating_add(grace) <= wm {
+                    late = true;
+                } else {
+                    let w = self.windows.entry(start).or_default();
+                    let slot = match w.get_mut(&k) {
+                        Some(s) => s,
+                        None => w.entry(k.clone()).or_insert(Slot {
+                            acc: self.agg.init(),
+                            dirty: false,
+                            persisted: false,
+                            changed: false,
+                        }),
+                    };
+                    self.agg.fold(&mut slot.acc, &v);
+                    slot.dirty = true;
+                    if updates && !slot.changed {
+                        slot.changed = true;
+                        self.changed.push((start, k.clone()));
+                    }
+                }
+                match start.checked_sub(slide) {
+                    Some(s) => start = s,
+                    None => break,
+                }
+            }
+            if late {
+                self.late_buf.push(Event {
+                    time: t,
+                    value: (k, v),
+                });
+            }
+        }
+        if updates {
+            self.changed.sort_unstable();
+            for (start, k) in self.changed.drain(..) {
+                if let Some(slot) = self.windows.get_mut(&start).and_then(|w| w.get_mut(&k)) {
+                    slot.changed = false;
+                    let end = start.saturating_add(size);
+                    let value = self.agg.finish(&slot.acc);
+                    out.push(Event {
+                        time: end - 1,
+                        value: (
+                            k.clone(),
+                            Windowed {
+                                key: k,
+                                start,
+                                end,
+                                value,
+                            },
+                        ),
+                    });
+                }
+            }
+        }
+        send_late(&mut self.late, &mut self.late_buf, cx);
+    }
+
+    fn on_watermark(&mut self, out: &mut Vec<Event<Self::Out>>, cx: &mut Context) {
+        let TimeWindows {
+            size_ms: size,
+            grace_ms: grace,
+            updates,
+            ..
+        } = self.spec;
+        while let Some(first) = self.windows.first_entry() {
+            let start = *first.key();
+            let end = start.saturating_add(size);
+            if end.saturating_add(grace) > cx.watermark {
+                break;
+            }
+            let mut entries: Vec<(K, Slot<G::Acc>)> = first.remove().into_iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (k, slot) in entries {
+                if slot.persisted {
+                    self.deletes.push(time_window_key(start, &k));
+                }
+                if !updates {
+                    let value = self.agg.finish(&slot.acc);
+                    out.push(Event {
+                        time: end - 1,
+                        value: (
+                            k.clone(),
+                            Windowed {
+                                key: k,
+                                start,
+                                end,
+                                value,
+                            },
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_checkpoint(&mut self, state: &mut StateWriter<'_>) {
+        for (start, w) in &mut self.windows {
+            for (k, slot) in w.iter_mut().filter(|(_, s)| s.dirty) {
+                state.put(&time_window_key(*start, k), &to_json(&slot.acc));
+                slot.dirty = false;
+                slot.persisted = true;
+            }
+        }
+        for k in self.deletes.drain(..) {
+            state.delete(&k);
+        }
+    }
+
+    fn on_restore(&mut self, state: &RestoredState) -> Result<()> {
+        for (k, v) in state.entries() {
+            let (start, key) = k
+                .split_at_checked(8)
+                .ok_or_else(|| state.error("short key"))?;
+            let start = i64::from_be_bytes(start.try_into().map_err(|_| state.error("key"))?);
+            let key: K = serde_json::from_slice(key).map_err(|e| state.error(e))?;
+            let acc: G::Acc = serde_json::from_slice(v).map_err(|e| state.error(e))?;
+            self.windows.entry(start).or_default().insert(
+                key,
+                Slot {
+                    acc,
+                    dirty: false,
+                    persisted: true,
+                    changed: false,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "time-window"
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct SessionState<A> {
+    start: i64,
+    end: i64,
+    acc: A,
+}
+
+struct KeySessions<A> {
+    sessions: Vec<SessionState<A>>,
+    dirty: bool,
+    persisted: bool,
+}
+
+/// Session windows.
+pub(crate) struct SessionWindowOp<K, V, G: MergeAggregator<V>> {
+    spec: SessionWindows,
+    agg: G,
+    keys: HashMap<K, KeySessions<G::Acc>>,
+    /// No session ends before this: the watermark must pass it before a scan can fire one.
+    min_end: i64,
+    deletes: Vec<Vec<u8>>,
+    late: LateSink<K, V>,
+    late_buf: Vec<Event<(K, V)>>,
+}
+
+impl<K, V, G: MergeAggregator<V>> SessionWindowOp<K, V, G> {
+    pub(crate) fn new(spec: SessionWindows, agg: G, late: LateSink<K, V>) -> Self {
+        Self {
+            spec,
+            agg,
+            keys: HashMap::new(),
+            min_end: i64::MAX,
+            deletes: Vec::new(),
+            late,
+            late_buf: Vec::new(),
+        }
+    }
+}
+
+impl<K: Key, V: Send + 'static, G: MergeAggregator<V>> Operator for SessionWindowOp<K, V, G> {
+    type In = (K, V);
+    type Out = (K, Windowed<K, G::Out>);
+
+    fn process(
+        &mut self,
+        input: Vec<Event<(K, V)>>,
+        _out: &mut Vec<Event<Self::Out>>,
+        cx: &mut Context,
+    ) {
+        let SessionWindows { gap_ms, grace_ms } = self.spec;
+        for e in input {
+            let t = e.time;
+            if t.saturating_add(grace_ms) < cx.watermark {
+                self.late_buf.push(e);
+                continue;
+            }
+            let (k, v) = e.value;
+            let mut acc = self.agg.init();
+            self.agg.fold(&mut acc, &v);
+            let mut new = SessionState {
+                start: t,
+                end: t.saturating_add(gap_ms),
+                acc,
+            };
+            let ks = match self.keys.get_mut(&k) {
+                Some(ks) => ks,
+                None => self.keys.entry(k).or_insert(KeySessions {
+                    sessions: Vec::new(),
+                    dirty: false,
+                    persisted: false,
+                }),
+            };
+            let mut i = 0;
+            while i < ks.sessions.len() {
+                let s = &ks.sessions[i];
+                if s.start < new.end && new.start < s.end {
+                    let s = ks.sessions.remove(i);
+                    new.start = new.start.min(s.start);
+                    new.end = new.end.max(s.end);
+                    self.agg.merge(&mut new.acc, s.acc);
+                } else {
+                    i += 1;
+                }
+            }
+            self.min_end = self.min_end.min(new.end);
+            let at = ks.sessions.partition_point(|s| s.start < new.start);
+            ks.sessions.insert(at, new);
+            ks.dirty = true;
+        }
+        send_late(&mut self.late, &mut self.late_buf, cx);
+    }
+
+    fn on_watermark(&mut self, out: &mut Vec<Event<Self::Out>>, cx: &mut Context) {
+        let grace = self.spec.grace_ms;
+        let wm = cx.watermark;
+        if self.min_end.saturating_add(grace) > wm {
+            return;
+        }
+        let mut fired: Vec<(i64, K, i64, G::Acc)> = Vec::new();
+        let mut min_end = i64::MAX;
+        let deletes = &mut self.deletes;
+        self.keys.retain(|k, ks| {
+            let before = ks.sessions.len();
+            ks.sessions.retain_mut(|s| {
+                if s.end.saturating_add(grace) <= wm {
+                    fired.push((s.end, k.clone(), s.start, s.acc.clone()));
+                    false
+                } else {
+                    min_end = min_end.min(s.end);
+                    true
+                }
+            });
+            if ks.sessions.len() != before {
+                ks.dirty = true;
+            }
+            if ks.sessions.is_empty() {
+                if ks.persisted {
+                    deletes.push(to_json(k));
+                }
+                return false;
+            }
+            true
+        });
+        self.min_end = min_end;
+        fired.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (end, k, start, acc) in fired {
+            let value = self.agg.finish(&acc);
+            out.push(Event {
+                time: end - 1,
+                value: (
+                    k.clone(),
+                    Windowed {
+                        key: k,
+                        start,
+                        end,
+                        value,
+                    },
+                ),
+            });
+        }
+    }
+
+    fn on_checkpoint(&mut self, state: &mut StateWriter<'_>) {
+        for (k, ks) in self.keys.iter_mut().filter(|(_, ks)| ks.dirty) {
+            state.put(&to_json(k), &to_json(&ks.sessions));
+            ks.dirty = false;
+            ks.persisted = true;
+        }
+        for k in self.deletes.drain(..) {
+            state.delete(&k);
+        }
+    }
+
+    fn on_restore(&mut self, state: &RestoredState) -> Result<()> {
+        for (k, v) in state.entries() {
+            let key: K = serde_json::from_slice(k).map_err(|e| state.error(e))?;
+            let sessions: Vec<SessionState<G::Acc>> =
+                serde_json::from_slice(v).map_err(|e| state.error(e))?;
+            for s in &sessions {
+                self.min_end = self.min_end.min(s.end);
+            }
+            self.keys.insert(
+                key,
+                KeySessions {
+                    sessions,
+                    dirty: false,
+                    persisted: true,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "session-window"
+    }
+}
