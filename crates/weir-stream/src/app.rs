@@ -88,6 +88,20 @@ impl App {
     /// The pipelines defined so far are taken; a second call runs only pipelines defined
     /// after the first.
     pub async fn run_until(&self, stop: impl Future<Output = ()> + Send) -> Result<()> {
+        self.run_pipelines(stop, false).await
+    }
+
+    /// Runs every pipeline until it has read all of its inputs, then finishes with a
+    /// checkpoint: a batch job. Windows still open stay in state for the next run.
+    pub async fn run_to_end(&self) -> Result<()> {
+        self.run_pipelines(std::future::pending(), true).await
+    }
+
+    async fn run_pipelines(
+        &self,
+        stop: impl Future<Output = ()> + Send,
+        to_end: bool,
+    ) -> Result<()> {
         let graphs: Vec<SharedGraph> = std::mem::take(&mut *lock(&self.pipelines));
         let (tx, rx) = watch::channel(false);
         let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(graphs.len().max(1));
@@ -95,23 +109,41 @@ impl App {
         for g in graphs {
             let graph = lock(&g).take();
             let name = graph.name.clone();
-            let runner = Runner::start(self.log.clone(), graph).await?;
+            let runner = match Runner::start(self.log.clone(), graph).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(true);
+                    for (_, h) in handles {
+                        let _ = h.await;
+                    }
+                    return Err(e);
+                }
+            };
             let rx = rx.clone();
             let done = done_tx.clone();
             handles.push((
                 name,
                 tokio::spawn(async move {
-                    let r = runner.run(rx).await;
+                    let r = runner.run(rx, to_end).await;
                     let _ = done.send(()).await;
                     r
                 }),
             ));
         }
         let mut result = Ok(());
-        // Wait for the stop signal or the first pipeline to end (an error ends it early).
+        // Wait for the stop signal, or for the first pipeline to end (an error ends it
+        // early; with `to_end`, for all of them).
+        let wait_all = async {
+            for _ in 0..handles.len() {
+                done_rx.recv().await;
+                if !to_end {
+                    break;
+                }
+            }
+        };
         tokio::select! {
             () = stop => {}
-            _ = done_rx.recv() => {}
+            () = wait_all => {}
         }
         let _ = tx.send(true);
         for (name, h) in handles {

@@ -234,8 +234,19 @@ impl Runner {
         Duration::from_millis(ms as u64)
     }
 
-    /// Runs until `stop` turns true; then finishes with a last checkpoint.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
+    /// Whether every input has been read to its high watermark.
+    fn caught_up(&self) -> Result<bool> {
+        for i in &self.task.inputs {
+            if self.log.bounds(&i.topic, i.partition)?.high_watermark > i.next_offset {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Runs until `stop` turns true (or, with `to_end`, until every input is read to its
+    /// end); then finishes with a last checkpoint.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>, to_end: bool) -> Result<()> {
         let mut watches = Vec::new();
         for i in &self.task.inputs {
             watches.push(self.log.watch(&i.topic, i.partition)?);
@@ -248,7 +259,7 @@ impl Runner {
             if self.checkpoint_due() {
                 self.checkpoint().await?;
             }
-            if *stop.borrow() {
+            if *stop.borrow() || (to_end && n == 0 && self.caught_up()?) {
                 break;
             }
             if n == 0 {
