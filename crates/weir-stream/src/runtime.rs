@@ -26,7 +26,7 @@ use crate::source::dead_letter;
 use crate::task::Task;
 
 /// Bytes read from one partition per step.
-const READ_BYTES: usize = 1 << 20;
+const READ_BYTES: usize = 256 << 10;
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -55,6 +55,8 @@ pub(crate) struct Runner {
     changed: bool,
     last_checkpoint_ms: i64,
     inflight: Option<Pending<Vec<Appended>>>,
+    /// Records read but not fed yet (a checkpoint came first), and the offset after them.
+    leftover: Vec<Option<(Vec<StoredRecord>, i64)>>,
 }
 
 impl Runner {
@@ -87,45 +89,46 @@ impl Runner {
         tracing::info!(pipeline = %name, watermark = task.cx.watermark, "pipeline restored");
         Ok(Self {
             log,
-            task,
             records_since: 0,
             changed: false,
             last_checkpoint_ms: now,
             inflight: None,
+            leftover: vec![None; task.inputs.len()],
+            task,
         })
     }
 
-    /// Reads each input partition once and processes what it got; returns the record count.
+    /// Reads each input partition once and processes what it got; returns 0 if there was
+    /// nothing to read, else about how many records were processed.
     pub fn step(&mut self) -> Result<usize> {
         let mut total = 0;
         for idx in 0..self.task.inputs.len() {
-            let (topic, partition, from) = {
-                let i = &self.task.inputs[idx];
-                (i.topic.clone(), i.partition, i.next_offset)
+            let budget = (self.task.graph.settings.checkpoint_records)
+                .saturating_sub(self.records_since)
+                .max(1) as usize;
+            let (mut records, end) = match self.leftover[idx].take() {
+                Some(l) => l,
+                None => match self.fetch(idx)? {
+                    Some(f) => f,
+                    None => continue,
+                },
             };
-            let fetched = match self.log.read(&topic, partition, from, READ_BYTES) {
-                Ok(f) => f,
-                Err(LogError::OffsetOutOfRange { log_start, .. }) if from < log_start => {
-                    tracing::warn!(%topic, partition, from, log_start, "input records were deleted by retention before this pipeline read them; skipping to the log start");
-                    self.task.inputs[idx].next_offset = log_start;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if fetched.batch_count == 0 {
-                continue;
-            }
             let now = now_ms();
-            let records = self.decode(idx, fetched.records, from);
-            if records.is_empty() {
-                self.changed = true;
-                self.task.touch(idx, now);
-                continue;
+            self.changed = true;
+            if records.len() > budget {
+                // Feed no more than the checkpoint allows; the rest waits for the next step.
+                let rest = records.split_off(budget);
+                self.leftover[idx] = Some((rest, end));
             }
             let n = self.task.feed(idx, records, now);
-            total += n;
+            if self.leftover[idx].is_none() {
+                let i = &mut self.task.inputs[idx];
+                i.next_offset = i.next_offset.max(end);
+            }
+            self.task.touch(idx, now);
+            // Batches without records (control batches) are progress too.
+            total += n.max(1);
             self.records_since += n as u64;
-            self.changed = true;
             self.task.advance(now);
         }
         if total == 0 {
@@ -134,20 +137,42 @@ impl Runner {
         Ok(total)
     }
 
+    /// Reads the next batches of one input: their records, and the offset after them.
+    fn fetch(&mut self, idx: usize) -> Result<Option<(Vec<StoredRecord>, i64)>> {
+        let (topic, partition, from) = {
+            let i = &self.task.inputs[idx];
+            (i.topic.clone(), i.partition, i.next_offset)
+        };
+        let fetched = match self.log.read(&topic, partition, from, READ_BYTES) {
+            Ok(f) => f,
+            Err(LogError::OffsetOutOfRange { log_start, .. }) if from < log_start => {
+                tracing::warn!(%topic, partition, from, log_start, "input records were deleted by retention before this pipeline read them; skipping to the log start");
+                self.task.inputs[idx].next_offset = log_start;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if fetched.batch_count == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.decode(idx, fetched.records, from)))
+    }
+
     /// The records at or after `from` in the fetched batches. A batch that cannot be
     /// decoded (compressed, or corrupt) goes whole to the dead letters.
-    fn decode(&mut self, idx: usize, mut rest: Bytes, from: i64) -> Vec<StoredRecord> {
+    fn decode(&mut self, idx: usize, mut rest: Bytes, from: i64) -> (Vec<StoredRecord>, i64) {
         let mut out = Vec::new();
+        let mut end = from;
         while !rest.is_empty() {
             let Ok(h) = BatchHeader::parse(&rest) else {
                 break;
             };
+            end = end.max(h.last_offset() + 1);
             let one = rest.split_to(h.total_len().min(rest.len()));
             match batch::decode(&one) {
                 Ok(recs) => out.extend(recs.into_iter().filter(|r| r.offset >= from)),
                 Err(e) => {
-                    let i = &mut self.task.inputs[idx];
-                    i.next_offset = i.next_offset.max(h.last_offset() + 1);
+                    let i = &self.task.inputs[idx];
                     Metrics::add(&self.task.cx.metrics.dead_letters, 1);
                     let letter = dead_letter(
                         &i.topic,
@@ -162,7 +187,7 @@ impl Runner {
                 }
             }
         }
-        out
+        (out, end)
     }
 
     pub fn checkpoint_due(&self) -> bool {
