@@ -1,6 +1,7 @@
 //! Nexmark-style queries through weir-stream against the same computations written by hand.
 //!
-//! Run: `cargo bench --bench stream` (set WEIR_BENCH_EVENTS to change the 10,000,000 bids).
+//! Run: `cargo bench --bench stream` (set WEIR_BENCH_EVENTS to change the 10,000,000 bids,
+//! WEIR_BENCH_QUERIES=q1,hopping to run some queries only).
 //!
 //! Bids are generated into a one-partition topic of the embedded log (32-byte binary
 //! values, 100,000 bids per second of event time, 10,000 auctions). Each query then runs to
@@ -327,7 +328,11 @@ fn main() {
     generate(&log, n);
     println!("generated {n} bids in {:.1?}", t.elapsed());
     let mut rows = Vec::new();
+    let only = std::env::var("WEIR_BENCH_QUERIES").unwrap_or_default();
     for q in ["q1", "q2", "tumbling", "hopping"] {
+        if !only.is_empty() && !only.split(',').any(|o| o == q) {
+            continue;
+        }
         let hand = by_hand(&log, q);
         let fw = framework(&log, q);
         let per = |m: &Measured| (n as f64 / m.wall.as_secs_f64(), n as f64 / m.cpu.max(1e-9));

@@ -10,7 +10,7 @@
 //!   session of its key that overlaps.
 //! - Late records are counted, and go to the late topic if one is named.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
 use std::time::Duration;
 
@@ -139,22 +139,9 @@ impl<T: Clone + Hash + Eq + Ord + Serialize + DeserializeOwned + Send + 'static>
 
 pub(crate) type LateSink<K, V> = Option<Box<dyn Push<(K, V)>>>;
 
-struct Slot<A> {
-    acc: A,
-    dirty: bool,
-    persisted: bool,
-    changed: bool,
-}
-
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     // Accumulators and keys are plain data; a failure here is a bug in their Serialize.
     serde_json::to_vec(v).unwrap_or_default()
-}
-
-fn time_window_key<K: Serialize>(start: i64, key: &K) -> Vec<u8> {
-    let mut k = start.to_be_bytes().to_vec();
-    k.extend(to_json(key));
-    k
 }
 
 fn send_late<K, V>(late: &mut LateSink<K, V>, buf: &mut Vec<Event<(K, V)>>, cx: &mut Context) {
@@ -168,11 +155,22 @@ fn send_late<K, V>(late: &mut LateSink<K, V>, buf: &mut Vec<Event<(K, V)>>, cx: 
     }
 }
 
+/// One key's open windows, oldest first.
+struct KeyWindows<A> {
+    windows: VecDeque<(i64, A)>,
+    dirty: bool,
+    persisted: bool,
+}
+
 /// Tumbling and hopping windows.
+///
+/// State is key-major: a record costs one hash lookup for its key and a short scan of that
+/// key's open windows; an index from window start to the keys it holds finds what closes.
 pub(crate) struct TimeWindowOp<K, V, G: Aggregator<V>> {
     spec: TimeWindows,
     agg: G,
-    windows: BTreeMap<i64, HashMap<K, Slot<G::Acc>>>,
+    keys: HashMap<K, KeyWindows<G::Acc>>,
+    closing: BTreeMap<i64, Vec<K>>,
     deletes: Vec<Vec<u8>>,
     changed: Vec<(i64, K)>,
     late: LateSink<K, V>,
@@ -184,11 +182,23 @@ impl<K, V, G: Aggregator<V>> TimeWindowOp<K, V, G> {
         Self {
             spec,
             agg,
-            windows: BTreeMap::new(),
+            keys: HashMap::new(),
+            closing: BTreeMap::new(),
             deletes: Vec::new(),
             changed: Vec::new(),
             late,
             late_buf: Vec::new(),
+        }
+    }
+}
+
+impl<K: Key, V: Send + 'static, G: Aggregator<V>> TimeWindowOp<K, V, G> {
+    fn result(&self, k: K, start: i64, acc: &G::Acc) -> Event<(K, Windowed<K, G::Out>)> {
+        let end = start.saturating_add(self.spec.size_ms);
+        let value = self.agg.finish(acc);
+        Event {
+            time: end - 1,
+            value: (k.clone(), Windowed { key: k, start, end, value }),
         }
     }
 }
@@ -213,26 +223,28 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
         for e in input {
             let t = e.time;
             let (k, v) = e.value;
+            let kw = match self.keys.get_mut(&k) {
+                Some(kw) => kw,
+                None => self.keys.entry(k.clone()).or_insert(KeyWindows {
+                    windows: VecDeque::new(),
+                    dirty: false,
+                    persisted: false,
+                }),
+            };
             let mut start = t - t.rem_euclid(slide);
             let mut late = false;
             while start.saturating_add(size) > t {
                 if start.saturating_add(size).saturating_add(grace) <= wm {
                     late = true;
                 } else {
-                    let w = self.windows.entry(start).or_default();
-                    let slot = match w.get_mut(&k) {
-                        Some(s) => s,
-                        None => w.entry(k.clone()).or_insert(Slot {
-                            acc: self.agg.init(),
-                            dirty: false,
-                            persisted: false,
-                            changed: false,
-                        }),
-                    };
-                    self.agg.fold(&mut slot.acc, &v);
-                    slot.dirty = true;
-                    if updates && !slot.changed {
-                        slot.changed = true;
+                    let at = kw.windows.partition_point(|(s, _)| *s < start);
+                    if kw.windows.get(at).is_none_or(|(s, _)| *s != start) {
+                        kw.windows.insert(at, (start, self.agg.init()));
+                        self.closing.entry(start).or_default().push(k.clone());
+                    }
+                    self.agg.fold(&mut kw.windows[at].1, &v);
+                    kw.dirty = true;
+                    if updates {
                         self.changed.push((start, k.clone()));
                     }
                 }
@@ -248,27 +260,20 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
                 });
             }
         }
-        if updates {
-            self.changed.sort_unstable();
-            for (start, k) in self.changed.drain(..) {
-                if let Some(slot) = self.windows.get_mut(&start).and_then(|w| w.get_mut(&k)) {
-                    slot.changed = false;
-                    let end = start.saturating_add(size);
-                    let value = self.agg.finish(&slot.acc);
-                    out.push(Event {
-                        time: end - 1,
-                        value: (
-                            k.clone(),
-                            Windowed {
-                                key: k,
-                                start,
-                                end,
-                                value,
-                            },
-                        ),
-                    });
+        if updates && !self.changed.is_empty() {
+            let mut changed = std::mem::take(&mut self.changed);
+            changed.sort_unstable();
+            changed.dedup();
+            for (start, k) in changed.drain(..) {
+                let acc = self
+                    .keys
+                    .get(&k)
+                    .and_then(|kw| kw.windows.iter().find(|(s, _)| *s == start));
+                if let Some((_, acc)) = acc {
+                    out.push(self.result(k, start, acc));
                 }
             }
+            self.changed = changed;
         }
         send_late(&mut self.late, &mut self.late_buf, cx);
     }
@@ -280,44 +285,44 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
             updates,
             ..
         } = self.spec;
-        while let Some(first) = self.windows.first_entry() {
+        while let Some(first) = self.closing.first_entry() {
             let start = *first.key();
-            let end = start.saturating_add(size);
-            if end.saturating_add(grace) > cx.watermark {
+            if start.saturating_add(size).saturating_add(grace) > cx.watermark {
                 break;
             }
-            let mut entries: Vec<(K, Slot<G::Acc>)> = first.remove().into_iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            for (k, slot) in entries {
-                if slot.persisted {
-                    self.deletes.push(time_window_key(start, &k));
+            let mut keys = first.remove();
+            keys.sort_unstable();
+            for k in keys {
+                let Some(kw) = self.keys.get_mut(&k) else {
+                    continue;
+                };
+                // Windows close in start order, so this one is the key's oldest.
+                let Some(at) = kw.windows.iter().position(|(s, _)| *s == start) else {
+                    continue;
+                };
+                let Some((_, acc)) = kw.windows.remove(at) else {
+                    continue;
+                };
+                kw.dirty = true;
+                let empty = kw.windows.is_empty();
+                if empty {
+                    if kw.persisted {
+                        self.deletes.push(to_json(&k));
+                    }
+                    self.keys.remove(&k);
                 }
                 if !updates {
-                    let value = self.agg.finish(&slot.acc);
-                    out.push(Event {
-                        time: end - 1,
-                        value: (
-                            k.clone(),
-                            Windowed {
-                                key: k,
-                                start,
-                                end,
-                                value,
-                            },
-                        ),
-                    });
+                    out.push(self.result(k, start, &acc));
                 }
             }
         }
     }
 
     fn on_checkpoint(&mut self, state: &mut StateWriter<'_>) {
-        for (start, w) in &mut self.windows {
-            for (k, slot) in w.iter_mut().filter(|(_, s)| s.dirty) {
-                state.put(&time_window_key(*start, k), &to_json(&slot.acc));
-                slot.dirty = false;
-                slot.persisted = true;
-            }
+        for (k, kw) in self.keys.iter_mut().filter(|(_, kw)| kw.dirty) {
+            state.put(&to_json(k), &to_json(&kw.windows));
+            kw.dirty = false;
+            kw.persisted = true;
         }
         for k in self.deletes.drain(..) {
             state.delete(&k);
@@ -326,19 +331,18 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
 
     fn on_restore(&mut self, state: &RestoredState) -> Result<()> {
         for (k, v) in state.entries() {
-            let (start, key) = k
-                .split_at_checked(8)
-                .ok_or_else(|| state.error("short key"))?;
-            let start = i64::from_be_bytes(start.try_into().map_err(|_| state.error("key"))?);
-            let key: K = serde_json::from_slice(key).map_err(|e| state.error(e))?;
-            let acc: G::Acc = serde_json::from_slice(v).map_err(|e| state.error(e))?;
-            self.windows.entry(start).or_default().insert(
+            let key: K = serde_json::from_slice(k).map_err(|e| state.error(e))?;
+            let windows: VecDeque<(i64, G::Acc)> =
+                serde_json::from_slice(v).map_err(|e| state.error(e))?;
+            for (start, _) in &windows {
+                self.closing.entry(*start).or_default().push(key.clone());
+            }
+            self.keys.insert(
                 key,
-                Slot {
-                    acc,
+                KeyWindows {
+                    windows,
                     dirty: false,
                     persisted: true,
-                    changed: false,
                 },
             );
         }
