@@ -155,9 +155,76 @@ fn send_late<K, V>(late: &mut LateSink<K, V>, buf: &mut Vec<Event<(K, V)>>, cx: 
     }
 }
 
-/// One key's open windows, oldest first.
+/// One key's open windows by start, oldest first. The oldest sits inline, so a key with
+/// one open window (tumbling, in order) costs no memory access beyond its hash bucket.
+struct WindowList<A> {
+    head: Option<(i64, A)>,
+    tail: VecDeque<(i64, A)>,
+}
+
+impl<A> WindowList<A> {
+    fn new() -> Self {
+        Self {
+            head: None,
+            tail: VecDeque::new(),
+        }
+    }
+
+    /// The accumulator of window `start`, created with `init` if missing (then `true`).
+    fn slot(&mut self, start: i64, init: impl FnOnce() -> A) -> (&mut A, bool) {
+        match &self.head {
+            None => {
+                let (_, a) = self.head.insert((start, init()));
+                return (a, true);
+            }
+            Some((h, _)) if *h > start => {
+                let old = self.head.replace((start, init()));
+                self.tail.extend(old);
+                self.tail.rotate_right(1);
+                let (_, a) = self.head.as_mut().expect("just set");
+                return (a, true);
+            }
+            _ => {}
+        }
+        let (h, a) = self.head.as_mut().expect("checked above");
+        if *h == start {
+            return (a, false);
+        }
+        let at = self.tail.partition_point(|(s, _)| *s < start);
+        let created = self.tail.get(at).is_none_or(|(s, _)| *s != start);
+        if created {
+            self.tail.insert(at, (start, init()));
+        }
+        (&mut self.tail[at].1, created)
+    }
+
+    fn get(&self, start: i64) -> Option<&A> {
+        self.iter().find(|(s, _)| *s == start).map(|(_, a)| a)
+    }
+
+    /// Removes window `start`, which closes first among the key's windows.
+    fn remove(&mut self, start: i64) -> Option<A> {
+        if self.head.as_ref().is_some_and(|(s, _)| *s == start) {
+            let (_, a) = self.head.take()?;
+            self.head = self.tail.pop_front();
+            return Some(a);
+        }
+        let at = self.tail.iter().position(|(s, _)| *s == start)?;
+        self.tail.remove(at).map(|(_, a)| a)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(i64, A)> {
+        self.head.iter().chain(self.tail.iter())
+    }
+}
+
+/// One key's open windows and whether they changed since the last checkpoint.
 struct KeyWindows<A> {
-    windows: VecDeque<(i64, A)>,
+    windows: WindowList<A>,
     dirty: bool,
     persisted: bool,
 }
@@ -198,7 +265,15 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> TimeWindowOp<K, V, G> {
         let value = self.agg.finish(acc);
         Event {
             time: end - 1,
-            value: (k.clone(), Windowed { key: k, start, end, value }),
+            value: (
+                k.clone(),
+                Windowed {
+                    key: k,
+                    start,
+                    end,
+                    value,
+                },
+            ),
         }
     }
 }
@@ -226,7 +301,7 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
             let kw = match self.keys.get_mut(&k) {
                 Some(kw) => kw,
                 None => self.keys.entry(k.clone()).or_insert(KeyWindows {
-                    windows: VecDeque::new(),
+                    windows: WindowList::new(),
                     dirty: false,
                     persisted: false,
                 }),
@@ -237,12 +312,11 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
                 if start.saturating_add(size).saturating_add(grace) <= wm {
                     late = true;
                 } else {
-                    let at = kw.windows.partition_point(|(s, _)| *s < start);
-                    if kw.windows.get(at).is_none_or(|(s, _)| *s != start) {
-                        kw.windows.insert(at, (start, self.agg.init()));
+                    let (acc, created) = kw.windows.slot(start, || self.agg.init());
+                    self.agg.fold(acc, &v);
+                    if created {
                         self.closing.entry(start).or_default().push(k.clone());
                     }
-                    self.agg.fold(&mut kw.windows[at].1, &v);
                     kw.dirty = true;
                     if updates {
                         self.changed.push((start, k.clone()));
@@ -265,11 +339,8 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
             changed.sort_unstable();
             changed.dedup();
             for (start, k) in changed.drain(..) {
-                let acc = self
-                    .keys
-                    .get(&k)
-                    .and_then(|kw| kw.windows.iter().find(|(s, _)| *s == start));
-                if let Some((_, acc)) = acc {
+                let acc = self.keys.get(&k).and_then(|kw| kw.windows.get(start));
+                if let Some(acc) = acc {
                     out.push(self.result(k, start, acc));
                 }
             }
@@ -296,11 +367,7 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
                 let Some(kw) = self.keys.get_mut(&k) else {
                     continue;
                 };
-                // Windows close in start order, so this one is the key's oldest.
-                let Some(at) = kw.windows.iter().position(|(s, _)| *s == start) else {
-                    continue;
-                };
-                let Some((_, acc)) = kw.windows.remove(at) else {
+                let Some(acc) = kw.windows.remove(start) else {
                     continue;
                 };
                 kw.dirty = true;
@@ -320,7 +387,8 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
 
     fn on_checkpoint(&mut self, state: &mut StateWriter<'_>) {
         for (k, kw) in self.keys.iter_mut().filter(|(_, kw)| kw.dirty) {
-            state.put(&to_json(k), &to_json(&kw.windows));
+            let windows: Vec<&(i64, G::Acc)> = kw.windows.iter().collect();
+            state.put(&to_json(k), &to_json(&windows));
             kw.dirty = false;
             kw.persisted = true;
         }
@@ -332,11 +400,16 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
     fn on_restore(&mut self, state: &RestoredState) -> Result<()> {
         for (k, v) in state.entries() {
             let key: K = serde_json::from_slice(k).map_err(|e| state.error(e))?;
-            let windows: VecDeque<(i64, G::Acc)> =
-                serde_json::from_slice(v).map_err(|e| state.error(e))?;
-            for (start, _) in &windows {
+            let list: Vec<(i64, G::Acc)> = serde_json::from_slice(v).map_err(|e| state.error(e))?;
+            for (start, _) in &list {
                 self.closing.entry(*start).or_default().push(key.clone());
             }
+            // Written oldest first by `on_checkpoint`.
+            let mut list = list.into_iter();
+            let windows = WindowList {
+                head: list.next(),
+                tail: list.collect(),
+            };
             self.keys.insert(
                 key,
                 KeyWindows {

@@ -209,3 +209,29 @@ fn a_pipeline_without_a_source_is_refused_with_a_reason() {
     let err = t.advance_wall_time(secs(1)).unwrap_err();
     assert!(err.to_string().contains("no source"), "{err}");
 }
+
+#[test]
+fn emit_updates_sends_the_current_result_after_each_change() -> Result<(), StreamError> {
+    let mut t = TestDriver::new();
+    t.pipeline("updates")
+        .source::<u64>(Topic::json("in"))
+        .key_by(|v| *v)
+        .window(Tumbling::every(Duration::from_millis(100)).emit_updates())
+        .count()
+        .sink(Topic::json("out"));
+    for ts in [10, 20, 30, 150] {
+        t.pipe_raw("in", 0, ts, None, b"5")?;
+    }
+    t.advance_watermark(i64::MAX)?;
+    let w = |start, value| Windowed {
+        key: 5u64,
+        start,
+        end: start + 100,
+        value,
+    };
+    assert_eq!(
+        t.read_json::<Windowed<u64, u64>>("out"),
+        vec![w(0, 1), w(0, 2), w(0, 3), w(100, 1)]
+    );
+    Ok(())
+}

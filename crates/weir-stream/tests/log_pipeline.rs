@@ -130,3 +130,38 @@ async fn a_restart_resumes_windows_and_offsets_from_the_last_checkpoint() -> Res
     assert_eq!(out, want);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_finishes_the_current_checkpoint() -> Result<(), StreamError> {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::open(dir.path())?;
+    create(app.log(), "in", 1).await;
+    append(app.log(), 0, 5_000).await;
+    let p = app
+        .pipeline("copy")
+        // No checkpoint comes by itself before the stop.
+        .checkpoint_interval(secs(3600))
+        .checkpoint_records(u64::MAX);
+    let metrics = p.metrics();
+    p.source::<u32>(Topic::json("in"))
+        .sink(Topic::json("copied"));
+    let log = app.log().clone();
+    let visible_before_stop = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = visible_before_stop.clone();
+    let stop = async move {
+        while metrics.snapshot().records_in < 5_000 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        *seen.lock().unwrap() = Some(read_all(&log, "copied").len());
+    };
+    app.run_until(stop).await?;
+    // Readers saw nothing before the checkpoint, everything after it.
+    assert_eq!(*visible_before_stop.lock().unwrap(), Some(0));
+    assert_eq!(read_all(app.log(), "copied").len(), 5_000);
+    let committed = app
+        .log()
+        .committed_offset("copy", "in", 0)?
+        .expect("an offset");
+    assert_eq!(committed.offset, 5_000);
+    Ok(())
+}
