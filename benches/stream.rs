@@ -1,7 +1,8 @@
 //! Nexmark-style queries through weir-stream against the same computations written by hand.
 //!
 //! Run: `cargo bench --bench stream` (set WEIR_BENCH_EVENTS to change the 10,000,000 bids,
-//! WEIR_BENCH_QUERIES=q1,hopping to run some queries only).
+//! WEIR_BENCH_QUERIES=q1,hopping to run some queries only, WEIR_BENCH_CHECKPOINT_MS and
+//! WEIR_BENCH_CHECKPOINT_RECORDS to change the checkpoint cadence).
 //!
 //! Bids are generated into a one-partition topic of the embedded log (32-byte binary
 //! values, 100,000 bids per second of event time, 10,000 auctions). Each query then runs to
@@ -20,8 +21,21 @@ use weir::stream::{App, Codec, CodecError, Hopping, Json, Topic, Tumbling, Windo
 
 const AUCTIONS: u64 = 10_000;
 const EVENTS_PER_SEC: i64 = 100_000;
-const CHECKPOINT_MS: u128 = 500;
-const CHECKPOINT_RECORDS: usize = 200_000;
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Checkpoint cadence (the pipeline's defaults unless set).
+fn checkpoint_ms() -> u64 {
+    env_or("WEIR_BENCH_CHECKPOINT_MS", 500)
+}
+
+fn checkpoint_records() -> u64 {
+    env_or("WEIR_BENCH_CHECKPOINT_RECORDS", 200_000)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Bid {
@@ -154,6 +168,8 @@ fn framework(log: &Log, query: &str) -> Measured {
     let app = App::with_log(log.clone());
     let bids = app
         .pipeline(&format!("fw-{query}"))
+        .checkpoint_interval(Duration::from_millis(checkpoint_ms()))
+        .checkpoint_records(checkpoint_records())
         .source::<Bid>(Topic::with_codec("bids", BidCodec).event_time(|b: &Bid| b.date_time));
     let out = format!("fw-{query}-out");
     match query {
@@ -285,7 +301,9 @@ fn by_hand(log: &Log, query: &str) -> Measured {
                     }
                 }
             }
-            if at_end || since >= CHECKPOINT_RECORDS || last.elapsed().as_millis() >= CHECKPOINT_MS
+            if at_end
+                || since as u64 >= checkpoint_records()
+                || last.elapsed().as_millis() >= u128::from(checkpoint_ms())
             {
                 let mut unit = Unit::new();
                 for chunk in out.chunks(4096) {
@@ -318,10 +336,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for a list; nothing to list.
     }
-    let n: u64 = std::env::var("WEIR_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000);
+    let n = env_or("WEIR_BENCH_EVENTS", 10_000_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let log = Log::open(dir.path()).expect("open log");
     let t = Instant::now();
@@ -370,7 +385,7 @@ fn main() {
         "hardware": { "cpu": cpu, "cores": std::thread::available_parallelism().map_or(0, |n| n.get()) },
         "parameters": {
             "events": n, "auctions": AUCTIONS, "events_per_event_second": EVENTS_PER_SEC,
-            "checkpoint_ms": CHECKPOINT_MS as u64, "checkpoint_records": CHECKPOINT_RECORDS,
+            "checkpoint_ms": checkpoint_ms(), "checkpoint_records": checkpoint_records(),
             "durability": "fsync", "value_bytes": 32
         },
         "results": rows,

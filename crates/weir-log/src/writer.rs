@@ -485,26 +485,39 @@ impl Writer {
                 offsets.insert(k.as_slice(), c.offset.encode().as_slice())?;
             }
         }
+        // Runs of ops on one table (a checkpoint writes many) share one opened table:
+        // opening a redb table per op costs more than the op.
+        let mut open: Option<(String, redb::Table<'_, &[u8], &[u8]>)> = None;
         for op in unit.state {
-            match op {
-                StateOp::Put { table, key, value } => {
-                    let name = format!("{}{table}", keys::STATE_PREFIX);
-                    let def = redb::TableDefinition::<&[u8], &[u8]>::new(&name);
-                    txn.open_table(def)?
-                        .insert(key.as_slice(), value.as_slice())?;
-                }
-                StateOp::Delete { table, key } => {
-                    let name = format!("{}{table}", keys::STATE_PREFIX);
-                    let def = redb::TableDefinition::<&[u8], &[u8]>::new(&name);
-                    txn.open_table(def)?.remove(key.as_slice())?;
-                }
+            let table = match &op {
+                StateOp::Put { table, .. } | StateOp::Delete { table, .. } => table,
                 StateOp::Clear { table } => {
+                    drop(open.take());
                     let name = format!("{}{table}", keys::STATE_PREFIX);
-                    let def = redb::TableDefinition::<&[u8], &[u8]>::new(&name);
-                    txn.delete_table(def)?;
+                    txn.delete_table(redb::TableDefinition::<&[u8], &[u8]>::new(&name))?;
+                    continue;
                 }
+            };
+            if open.as_ref().is_none_or(|(n, _)| n != table) {
+                drop(open.take());
+                let name = format!("{}{table}", keys::STATE_PREFIX);
+                let t = txn.open_table(redb::TableDefinition::<&[u8], &[u8]>::new(&name))?;
+                open = Some((table.clone(), t));
+            }
+            let Some((_, t)) = open.as_mut() else {
+                continue;
+            };
+            match op {
+                StateOp::Put { key, value, .. } => {
+                    t.insert(key.as_slice(), value.as_slice())?;
+                }
+                StateOp::Delete { key, .. } => {
+                    t.remove(key.as_slice())?;
+                }
+                StateOp::Clear { .. } => {}
             }
         }
+        drop(open);
         Ok(appended)
     }
 

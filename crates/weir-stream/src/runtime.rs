@@ -101,6 +101,7 @@ impl Runner {
     /// Reads each input partition once and processes what it got; returns 0 if there was
     /// nothing to read, else about how many records were processed.
     pub fn step(&mut self) -> Result<usize> {
+        let watermark = self.task.cx.watermark;
         let mut total = 0;
         for idx in 0..self.task.inputs.len() {
             let budget = (self.task.graph.settings.checkpoint_records)
@@ -133,6 +134,10 @@ impl Runner {
         }
         if total == 0 {
             self.task.advance(now_ms());
+        }
+        if self.task.cx.watermark != watermark {
+            // Windows may have closed (an input went idle): their results need a checkpoint.
+            self.changed = true;
         }
         Ok(total)
     }

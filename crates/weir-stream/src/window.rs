@@ -49,13 +49,7 @@ pub struct Tumbling;
 impl Tumbling {
     /// Tumbling windows of `size` (at least 1 ms), aligned to the epoch.
     pub fn every(size: Duration) -> TimeWindows {
-        let size_ms = duration_ms(size).max(1);
-        TimeWindows {
-            size_ms,
-            slide_ms: size_ms,
-            grace_ms: 0,
-            updates: false,
-        }
+        Hopping::of(size, size)
     }
 }
 
