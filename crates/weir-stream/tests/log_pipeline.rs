@@ -165,3 +165,58 @@ async fn stopping_finishes_the_current_checkpoint() -> Result<(), StreamError> {
     assert_eq!(committed.offset, 5_000);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_hopping_windows_survive_a_restart_unchanged() -> Result<(), StreamError> {
+    // The same input, once in one run and once split over two runs with a restart between:
+    // the outputs must be equal.
+    async fn run(dir: &std::path::Path, split: i64) -> (Vec<String>, Vec<String>) {
+        for (from, to) in [(0, split), (split, 400)] {
+            let app = App::open(dir).unwrap();
+            if app.log().topic("in").is_none() {
+                create(app.log(), "in", 1).await;
+            }
+            if from < to {
+                // A pause of a second after every 50 records ends the sessions.
+                let recs: Vec<Record> = (from..to)
+                    .map(|i| Record::value(i * 100 + (i / 50) * 1000, (i % 3).to_string()))
+                    .collect();
+                app.log().append_records("in", 0, &recs).await.unwrap();
+            }
+            let keyed = app
+                .pipeline("both")
+                .source::<u32>(Topic::json("in"))
+                .key_by(|k| *k);
+            let (a, b) = keyed.into_stream().branch(|(_, v)| *v != 1);
+            a.map(|kv| kv.1)
+                .key_by(|k| *k)
+                .window(weir_stream::Session::gap(std::time::Duration::from_millis(
+                    400,
+                )))
+                .aggregate_merge(0u64, |n, v| *n += u64::from(*v) + 1, |a, b| *a += b)
+                .sink(Topic::json("sessions"));
+            b.map(|kv| kv.1)
+                .key_by(|k| *k)
+                .window(weir_stream::Hopping::of(secs(5), secs(1)))
+                .count()
+                .sink(Topic::json("hops"));
+            app.run_to_end().await.unwrap();
+        }
+        let log = Log::open(dir).unwrap();
+        let text = |t| {
+            read_all(&log, t)
+                .iter()
+                .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap()).into_owned())
+                .collect::<Vec<_>>()
+        };
+        (text("sessions"), text("hops"))
+    }
+    let whole = tempfile::tempdir().unwrap();
+    let split = tempfile::tempdir().unwrap();
+    let (sessions, hops) = run(whole.path(), 400).await;
+    // 8 pauses close 7 sessions per key (the last stays open), for keys 0 and 2.
+    assert_eq!(sessions.len(), 14, "{sessions:?}");
+    assert!(!hops.is_empty());
+    assert_eq!(run(split.path(), 173).await, (sessions, hops));
+    Ok(())
+}
