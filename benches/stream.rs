@@ -200,6 +200,34 @@ fn framework(log: &Log, query: &str) -> Measured {
     measure(|| rt.block_on(app.run_to_end()).expect("pipeline run"))
 }
 
+/// Output batches of the hand-written loop, built in place.
+#[derive(Default)]
+struct Output {
+    open: Option<batch::BatchBuilder>,
+    done: Vec<Vec<u8>>,
+}
+
+impl Output {
+    fn push(&mut self, timestamp: i64, value: &[u8]) {
+        let b = self.open.get_or_insert_with(batch::BatchBuilder::new);
+        b.push(timestamp, None, Some(value), &[]);
+        if b.size() >= 256 << 10 {
+            self.done
+                .extend(self.open.take().map(batch::BatchBuilder::finish));
+        }
+    }
+
+    fn take(&mut self) -> Vec<Vec<u8>> {
+        self.done.extend(
+            self.open
+                .take()
+                .filter(|b| !b.is_empty())
+                .map(batch::BatchBuilder::finish),
+        );
+        std::mem::take(&mut self.done)
+    }
+}
+
 /// The hand-written loop: read, decode, compute, and commit outputs with offsets.
 fn by_hand(log: &Log, query: &str) -> Measured {
     let out_topic = format!("hand-{query}-out");
@@ -209,7 +237,7 @@ fn by_hand(log: &Log, query: &str) -> Measured {
     let group = format!("hand-{query}");
     measure(|| {
         let mut offset = 0;
-        let mut out: Vec<Record> = Vec::new();
+        let mut out = Output::default();
         let mut since = 0usize;
         let mut last = Instant::now();
         let mut windows: HashMap<i64, HashMap<u64, (u64, u64)>> = HashMap::new();
@@ -245,7 +273,7 @@ fn by_hand(log: &Log, query: &str) -> Measured {
                                 ..b
                             };
                             BidCodec.encode(&m, &mut buf).expect("encode");
-                            out.push(Record::value(b.date_time, buf.clone()));
+                            out.push(b.date_time, &buf);
                         }
                         "q2" => {
                             if b.auction % 123 == 0 {
@@ -253,7 +281,7 @@ fn by_hand(log: &Log, query: &str) -> Measured {
                                 PairCodec
                                     .encode(&(b.auction, b.price), &mut buf)
                                     .expect("encode");
-                                out.push(Record::value(b.date_time, buf.clone()));
+                                out.push(b.date_time, &buf);
                             }
                         }
                         _ => {
@@ -297,7 +325,7 @@ fn by_hand(log: &Log, query: &str) -> Measured {
                                 value: count,
                             })
                         };
-                        out.push(Record::value(s + size - 1, value.expect("json")));
+                        out.push(s + size - 1, &value.expect("json"));
                     }
                 }
             }
@@ -306,10 +334,9 @@ fn by_hand(log: &Log, query: &str) -> Measured {
                 || last.elapsed().as_millis() >= u128::from(checkpoint_ms())
             {
                 let mut unit = Unit::new();
-                for chunk in out.chunks(4096) {
-                    unit.append_records(&out_topic, 0, chunk);
+                for batch in out.take() {
+                    unit.append_batches(&out_topic, 0, batch.into());
                 }
-                out.clear();
                 unit.commit_offset(
                     &group,
                     "bids",

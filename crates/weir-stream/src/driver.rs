@@ -201,8 +201,8 @@ impl TestDriver {
         for t in &self.tasks {
             for s in t.graph.sinks.iter().chain([&t.graph.dead_letters]) {
                 let mut s = lock(s);
-                if !s.records.is_empty() {
-                    let recs = std::mem::take(&mut s.records);
+                let recs = s.drain_records();
+                if !recs.is_empty() {
                     self.outputs
                         .entry(s.topic.clone())
                         .or_default()

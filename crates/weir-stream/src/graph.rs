@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use weir_log::Record;
+use weir_log::BatchBuilder;
 
 use crate::codec::CodecError;
 use crate::error::Result;
@@ -216,7 +216,8 @@ pub struct OutputRecord {
     pub headers: Vec<(String, Option<Bytes>)>,
 }
 
-/// Records for one topic held until the next checkpoint commits them.
+/// Records for one topic held until the next checkpoint commits them, already encoded as
+/// record batches per partition.
 #[derive(Debug)]
 pub(crate) struct SinkBuffer {
     pub topic: String,
@@ -224,11 +225,16 @@ pub(crate) struct SinkBuffer {
     pub partitions: i32,
     /// Partitions to create the topic with if it is missing.
     pub create_partitions: i32,
-    pub records: Vec<OutputRecord>,
+    open: Vec<Option<BatchBuilder>>,
+    done: Vec<(i32, Vec<u8>)>,
     sticky: u32,
 }
 
 pub(crate) type SharedSink = Arc<Mutex<SinkBuffer>>;
+
+/// A batch is closed at this size; a topic takes batches up to `max.message.bytes` (1 MiB
+/// by default), so a record may add up to that much less this.
+const BATCH_BYTES: usize = 256 << 10;
 
 impl SinkBuffer {
     pub(crate) fn new(topic: String, create_partitions: i32) -> SharedSink {
@@ -236,7 +242,8 @@ impl SinkBuffer {
             topic,
             partitions: 1,
             create_partitions,
-            records: Vec::new(),
+            open: Vec::new(),
+            done: Vec::new(),
             sticky: 0,
         }))
     }
@@ -256,34 +263,71 @@ impl SinkBuffer {
         self.sticky = self.sticky.wrapping_add(1);
     }
 
-    /// Moves the held records into `unit` as batches, per partition.
-    pub(crate) fn drain_into(&mut self, unit: &mut weir_log::Unit) {
-        const MAX_BATCH_RECORDS: usize = 4096;
-        const MAX_BATCH_BYTES: usize = 512 << 10;
-        if self.records.is_empty() {
-            return;
+    /// Adds a record to its partition's open batch.
+    pub(crate) fn push(
+        &mut self,
+        partition: i32,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[(String, Option<Bytes>)],
+    ) {
+        let p = partition.max(0) as usize;
+        if self.open.len() <= p {
+            self.open.resize_with(p + 1, || None);
         }
-        let mut parts: Vec<Vec<Record>> = vec![Vec::new(); self.partitions.max(1) as usize];
-        let mut sizes = vec![0usize; parts.len()];
-        for r in self.records.drain(..) {
-            let p = r.partition as usize;
-            let size = r.value.len() + r.key.as_ref().map_or(0, Bytes::len) + 32;
-            if sizes[p] + size > MAX_BATCH_BYTES || parts[p].len() >= MAX_BATCH_RECORDS {
-                unit.append_records(&self.topic, p as i32, &parts[p]);
-                parts[p].clear();
-                sizes[p] = 0;
+        let b = self.open[p].get_or_insert_with(BatchBuilder::new);
+        b.push(timestamp, key, Some(value), headers);
+        if b.size() >= BATCH_BYTES
+            && let Some(full) = self.open[p].take()
+        {
+            self.done.push((partition, full.finish()));
+        }
+    }
+
+    pub(crate) fn push_output(&mut self, r: &OutputRecord) {
+        self.push(
+            r.partition,
+            r.timestamp,
+            r.key.as_deref(),
+            &r.value,
+            &r.headers,
+        );
+    }
+
+    fn close_batches(&mut self) {
+        for (p, b) in self.open.iter_mut().enumerate() {
+            if let Some(b) = b.take().filter(|b| !b.is_empty()) {
+                self.done.push((p as i32, b.finish()));
             }
-            sizes[p] += size;
-            parts[p].push(Record {
-                key: r.key,
-                value: Some(r.value),
-                headers: r.headers,
-                timestamp: r.timestamp,
-            });
         }
-        for (p, recs) in parts.iter().enumerate() {
-            unit.append_records(&self.topic, p as i32, recs);
+    }
+
+    /// Moves the held batches into `unit`.
+    pub(crate) fn drain_into(&mut self, unit: &mut weir_log::Unit) {
+        self.close_batches();
+        for (p, batch) in self.done.drain(..) {
+            unit.append_batches(&self.topic, p, Bytes::from(batch));
         }
+    }
+
+    /// Takes the held records, decoded (for the test driver).
+    pub(crate) fn drain_records(&mut self) -> Vec<OutputRecord> {
+        self.close_batches();
+        let mut out = Vec::new();
+        for (partition, batch) in self.done.drain(..) {
+            // The batches were built just above, so they decode.
+            for r in weir_log::batch::decode(&Bytes::from(batch)).unwrap_or_default() {
+                out.push(OutputRecord {
+                    partition,
+                    timestamp: r.timestamp,
+                    key: r.key,
+                    value: r.value.unwrap_or_default(),
+                    headers: r.headers,
+                });
+            }
+        }
+        out
     }
 }
 
@@ -303,22 +347,15 @@ impl<T: Send + 'static> Push<T> for SinkNode<T> {
     fn push(&mut self, batch: Vec<Event<T>>, cx: &mut Context) {
         let mut buf = lock(&self.buffer);
         buf.next_batch();
-        buf.records.reserve(batch.len());
         let mut errors = 0;
         for e in &batch {
             self.key.clear();
             self.value.clear();
             match (self.encode)(&e.value, &mut self.key, &mut self.value) {
                 Ok(keyed) => {
-                    let key = keyed.then(|| Bytes::copy_from_slice(&self.key));
-                    let partition = buf.partition_for(key.as_deref());
-                    buf.records.push(OutputRecord {
-                        partition,
-                        timestamp: e.time,
-                        key,
-                        value: Bytes::copy_from_slice(&self.value),
-                        headers: Vec::new(),
-                    });
+                    let key = keyed.then_some(self.key.as_slice());
+                    let partition = buf.partition_for(key);
+                    buf.push(partition, e.time, key, &self.value, &[]);
                 }
                 Err(err) => {
                     errors += 1;

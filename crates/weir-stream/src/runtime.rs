@@ -188,7 +188,7 @@ impl Runner {
                         one,
                         &format!("the batch cannot be decoded: {e}"),
                     );
-                    lock(&self.task.graph.dead_letters).records.push(letter);
+                    lock(&self.task.graph.dead_letters).push_output(&letter);
                 }
             }
         }

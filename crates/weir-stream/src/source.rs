@@ -121,7 +121,7 @@ impl<T: Clone + Send + 'static> RawInput for SourceNode<T> {
                         &error,
                     );
                     letter.partition = dl.partition_for(None);
-                    dl.records.push(letter);
+                    dl.push_output(&letter);
                 }
             }
         }
