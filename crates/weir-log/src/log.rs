@@ -444,7 +444,7 @@ impl Log {
         let (log_start, hw) = txn
             .open_table(PARTITIONS)?
             .get(&keys::partition_key(id, p))?
-            .map(|v| keys::decode_bounds(&v.value()))
+            .map(|v| keys::decode_bounds(v.value()))
             .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?;
         if offset < log_start || offset > hw {
             return Err(LogError::OffsetOutOfRange {
@@ -515,9 +515,9 @@ impl Log {
         let hi = keys::batch_key(id, p + 1, 0);
         for e in index.range::<&[u8; 16]>(&lo..&hi)? {
             let (k, v) = e?;
-            let entry = IndexEntry::decode(&v.value());
+            let entry = IndexEntry::decode(v.value());
             if entry.max_timestamp >= timestamp {
-                return Ok(Some((keys::key_offset(&k.value()), entry.max_timestamp)));
+                return Ok(Some((keys::key_offset(k.value()), entry.max_timestamp)));
             }
         }
         Ok(None)

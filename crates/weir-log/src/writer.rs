@@ -19,6 +19,9 @@ use crate::log::{Durability, PartitionHandle, TopicHandle};
 use crate::topic::{TopicConfig, TopicMeta};
 use crate::unit::{Appended, StateOp, Unit};
 
+/// A state table opened in the writer's transaction.
+type StateTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+
 /// Most bytes of appends the writer takes into one transaction before committing.
 const MAX_TXN_BYTES: usize = 64 << 20;
 /// Under `Durability::None`, a durable commit this often lets redb reuse freed pages.
@@ -175,13 +178,13 @@ pub(crate) fn load_state(db: &Database) -> Result<HashMap<String, TopicState>> {
         for p in 0..meta.partitions as u32 {
             let (log_start, next) = parts_table
                 .get(&keys::partition_key(meta.id, p))?
-                .map(|v| keys::decode_bounds(&v.value()))
+                .map(|v| keys::decode_bounds(v.value()))
                 .unwrap_or((0, 0));
             let mut bytes = 0u64;
             let lo = keys::batch_key(meta.id, p, 0);
             let hi = keys::batch_key(meta.id, p + 1, 0);
             for e in index.range::<&[u8; 16]>(&lo..&hi)? {
-                bytes += u64::from(IndexEntry::decode(&e?.1.value()).size);
+                bytes += u64::from(IndexEntry::decode(e?.1.value()).size);
             }
             parts.push(PartState {
                 log_start,
@@ -487,7 +490,7 @@ impl Writer {
         }
         // Runs of ops on one table (a checkpoint writes many) share one opened table:
         // opening a redb table per op costs more than the op.
-        let mut open: Option<(String, redb::Table<'_, &[u8], &[u8]>)> = None;
+        let mut open: Option<(String, StateTable<'_>)> = None;
         for op in unit.state {
             let table = match &op {
                 StateOp::Put { table, .. } | StateOp::Delete { table, .. } => table,
@@ -652,8 +655,8 @@ impl Writer {
         let mut removed_bytes = 0u64;
         for e in index.range::<&[u8; 16]>(&lo..&hi)? {
             let (k, v) = e?;
-            let entry = IndexEntry::decode(&v.value());
-            let base = keys::key_offset(&k.value());
+            let entry = IndexEntry::decode(v.value());
+            let base = keys::key_offset(k.value());
             if !doomed(left, &entry, base) {
                 new_start = Some(base);
                 break;
