@@ -14,6 +14,7 @@ use crate::codec::CodecError;
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::operator::{Context, Event, Operator, RestoredState, StateStore, StateWriter};
+use crate::source::TRUNCATED_HEADER;
 
 /// Loads a state table's entries for a restart.
 pub(crate) type StateLoader<'a> = dyn FnMut(&str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> + 'a;
@@ -225,6 +226,8 @@ pub(crate) struct SinkBuffer {
     pub partitions: i32,
     /// Partitions to create the topic with if it is missing.
     pub create_partitions: i32,
+    /// Larger records are refused: their batch would be refused by the topic.
+    pub max_record: usize,
     open: Vec<Option<BatchBuilder>>,
     done: Vec<(i32, Vec<u8>)>,
     sticky: u32,
@@ -236,12 +239,21 @@ pub(crate) type SharedSink = Arc<Mutex<SinkBuffer>>;
 /// by default), so a record may add up to that much less this.
 const BATCH_BYTES: usize = 256 << 10;
 
+/// The largest record a topic with batches of at most `max_batch` bytes can take here.
+pub(crate) fn max_record_bytes(max_batch: usize) -> usize {
+    max_batch.saturating_sub(BATCH_BYTES + 1024)
+}
+
+/// Kafka's default `max.message.bytes`.
+const DEFAULT_MAX_BATCH: usize = 1_048_588;
+
 impl SinkBuffer {
     pub(crate) fn new(topic: String, create_partitions: i32) -> SharedSink {
         Arc::new(Mutex::new(Self {
             topic,
             partitions: 1,
             create_partitions,
+            max_record: max_record_bytes(DEFAULT_MAX_BATCH),
             open: Vec::new(),
             done: Vec::new(),
             sticky: 0,
@@ -263,7 +275,8 @@ impl SinkBuffer {
         self.sticky = self.sticky.wrapping_add(1);
     }
 
-    /// Adds a record to its partition's open batch.
+    /// Adds a record to its partition's open batch; false (and nothing added) if it is
+    /// larger than the topic takes.
     pub(crate) fn push(
         &mut self,
         partition: i32,
@@ -271,7 +284,16 @@ impl SinkBuffer {
         key: Option<&[u8]>,
         value: &[u8],
         headers: &[(String, Option<Bytes>)],
-    ) {
+    ) -> bool {
+        let size = key.map_or(0, <[u8]>::len)
+            + value.len()
+            + headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len))
+                .sum::<usize>();
+        if size > self.max_record {
+            return false;
+        }
         let p = partition.max(0) as usize;
         if self.open.len() <= p {
             self.open.resize_with(p + 1, || None);
@@ -283,16 +305,24 @@ impl SinkBuffer {
         {
             self.done.push((partition, full.finish()));
         }
+        true
     }
 
+    /// Adds a dead letter, cut to what the topic takes (header `weir.truncated` then says
+    /// how long the value was).
     pub(crate) fn push_output(&mut self, r: &OutputRecord) {
-        self.push(
-            r.partition,
-            r.timestamp,
-            r.key.as_deref(),
-            &r.value,
-            &r.headers,
-        );
+        let room = self.max_record.saturating_sub(4096);
+        let key = r.key.as_deref();
+        if r.value.len() > room {
+            let mut headers = r.headers.clone();
+            headers.push((
+                TRUNCATED_HEADER.into(),
+                Some(Bytes::from(r.value.len().to_string())),
+            ));
+            self.push(r.partition, r.timestamp, key, &r.value[..room], &headers);
+        } else {
+            self.push(r.partition, r.timestamp, key, &r.value, &r.headers);
+        }
     }
 
     fn close_batches(&mut self) {
@@ -355,7 +385,10 @@ impl<T: Send + 'static> Push<T> for SinkNode<T> {
                 Ok(keyed) => {
                     let key = keyed.then_some(self.key.as_slice());
                     let partition = buf.partition_for(key);
-                    buf.push(partition, e.time, key, &self.value, &[]);
+                    if !buf.push(partition, e.time, key, &self.value, &[]) {
+                        errors += 1;
+                        tracing::warn!(topic = %buf.topic, bytes = self.value.len(), "output record larger than the topic takes; it is counted and skipped");
+                    }
                 }
                 Err(err) => {
                     errors += 1;

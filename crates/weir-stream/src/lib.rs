@@ -51,7 +51,7 @@ pub use operator::{Context, Event, Operator, RestoredState, StateWriter};
 pub use pipeline::{
     Data, KeyedStream, Pipeline, Stream, WindowResults, WindowedStream, dead_letter_topic,
 };
-pub use source::{ERROR_HEADER, OFFSET_HEADER, PARTITION_HEADER, TOPIC_HEADER};
+pub use source::{ERROR_HEADER, OFFSET_HEADER, PARTITION_HEADER, TOPIC_HEADER, TRUNCATED_HEADER};
 pub use topic::Topic;
 pub use window::{
     Hopping, Key, Session, SessionWindows, TimeWindows, Tumbling, Windowed, millis, secs,

@@ -19,7 +19,7 @@ use weir_log::{
 };
 
 use crate::error::Result;
-use crate::graph::lock;
+use crate::graph::{lock, max_record_bytes};
 use crate::metrics::Metrics;
 use crate::pipeline::Graph;
 use crate::source::dead_letter;
@@ -77,6 +77,12 @@ impl Runner {
         }
         let now = now_ms();
         let mut task = Task::new(graph, |t| counts.get(t).copied().unwrap_or(1), now)?;
+        for s in task.graph.sinks.iter().chain([&task.graph.dead_letters]) {
+            let mut s = lock(s);
+            if let Some(t) = log.topic(&s.topic) {
+                s.max_record = max_record_bytes(t.config.max_message_bytes.max(0) as usize);
+            }
+        }
         let name = task.graph.name.clone();
         for i in &mut task.inputs {
             let start = log.bounds(&i.topic, i.partition)?.log_start;

@@ -14,6 +14,8 @@ pub const ERROR_HEADER: &str = "weir.error";
 pub const TOPIC_HEADER: &str = "weir.topic";
 /// Header of a dead letter naming the partition its record came from.
 pub const PARTITION_HEADER: &str = "weir.partition";
+/// Header of a dead letter whose value was cut to fit the topic: the original length.
+pub const TRUNCATED_HEADER: &str = "weir.truncated";
 /// Header of a dead letter naming the offset its record had.
 pub const OFFSET_HEADER: &str = "weir.offset";
 

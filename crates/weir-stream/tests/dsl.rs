@@ -235,3 +235,30 @@ fn emit_updates_sends_the_current_result_after_each_change() -> Result<(), Strea
     );
     Ok(())
 }
+
+#[test]
+fn records_too_large_for_their_topic_are_counted_not_fatal() -> Result<(), StreamError> {
+    let mut t = TestDriver::new();
+    t.pipeline("big")
+        .source::<String>(Topic::json("in"))
+        .map(|s| s.repeat(1000))
+        .sink(Topic::json("out"));
+    t.pipe_json("in", 0, &"x".repeat(900))?; // 900 KB out: more than a 1 MiB batch can hold
+    t.pipe_json("in", 0, &"y".to_string())?;
+    assert_eq!(t.read_json::<String>("out").len(), 1);
+    assert_eq!(t.metrics("big").unwrap().encode_errors, 1);
+
+    // A 900 KB dead letter is cut to fit, and says how long it was.
+    let junk = vec![b'{'; 900_000];
+    t.pipe_raw("in", 0, 0, None, &junk)?;
+    let dead = t.read_output("big.dead-letters");
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].value.len() < junk.len());
+    let truncated = dead[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == weir_stream::TRUNCATED_HEADER)
+        .and_then(|(_, v)| v.clone());
+    assert_eq!(truncated.as_deref(), Some(&b"900000"[..]));
+    Ok(())
+}
