@@ -1,7 +1,8 @@
 //! Exactly-once under crashes: a child process (this test binary, re-invoked) runs a
 //! counting pipeline over 200,000 records; the parent SIGKILLs it at random moments, at
 //! least 20 times, restarting it each time; the final output must equal what an
-//! uninterrupted run writes, record for record.
+//! uninterrupted run writes, record for record. If a child gets through all input before
+//! its kill, the parent appends 30,000 more records so that later kills still land mid-run.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,7 +20,7 @@ const WINDOW: i64 = 1_000;
 /// The pipeline under test (the child runs it).
 fn define(app: &App) {
     app.pipeline("counter")
-        .checkpoint_records(2_000)
+        .checkpoint_records(1_000)
         .checkpoint_interval(Duration::from_millis(20))
         .source::<i64>(Topic::json("in"))
         .key_by(|k| *k)
@@ -46,8 +47,8 @@ fn crash_child() {
     });
 }
 
-fn expected() -> Vec<Windowed<i64, u64>> {
-    let last_time = (INPUTS - 1) * STEP;
+fn expected(inputs: i64) -> Vec<Windowed<i64, u64>> {
+    let last_time = (inputs - 1) * STEP;
     // The watermark stops at the last event time: the window holding it stays open.
     let closed = last_time / WINDOW;
     let mut out = Vec::new();
@@ -86,6 +87,16 @@ fn read_out(log: &Log) -> Vec<Windowed<i64, u64>> {
     out
 }
 
+fn append(log: &Log, from: i64, to: i64) {
+    for chunk in (from..to).collect::<Vec<_>>().chunks(5_000) {
+        let recs: Vec<Record> = chunk
+            .iter()
+            .map(|i| Record::value(i * STEP, (i % KEYS).to_string()))
+            .collect();
+        log.append_records("in", 0, &recs).wait().unwrap();
+    }
+}
+
 struct XorShift(u64);
 
 impl XorShift {
@@ -112,14 +123,9 @@ fn sigkilled_pipeline_restarts_to_exactly_the_uninterrupted_output() {
         };
         log.create_topic("in", 1, keep.clone()).wait().unwrap();
         log.create_topic("out", 1, keep).wait().unwrap();
-        for chunk in (0..INPUTS).collect::<Vec<_>>().chunks(5_000) {
-            let recs: Vec<Record> = chunk
-                .iter()
-                .map(|i| Record::value(i * STEP, (i % KEYS).to_string()))
-                .collect();
-            log.append_records("in", 0, &recs).wait().unwrap();
-        }
+        append(&log, 0, INPUTS);
     }
+    let mut inputs = INPUTS;
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -142,28 +148,28 @@ fn sigkilled_pipeline_restarts_to_exactly_the_uninterrupted_output() {
     let mut finished_early = 0;
     while kills < 20 {
         let mut c = child();
-        std::thread::sleep(Duration::from_millis(20 + rng.next(400)));
+        std::thread::sleep(Duration::from_millis(10 + rng.next(200)));
         if c.try_wait().unwrap().is_some() {
             finished_early += 1;
             assert!(
                 finished_early < 50,
                 "the child keeps finishing before it can be killed"
             );
+            let log = Log::open(dir.path()).unwrap();
+            append(&log, inputs, inputs + 30_000);
+            inputs += 30_000;
             continue;
         }
         c.kill().unwrap(); // SIGKILL on Unix
         c.wait().unwrap();
         kills += 1;
         let log = Log::open(dir.path()).unwrap();
-        progress.push(
-            log.committed_offset("counter", "in", 0)
-                .unwrap()
-                .map_or(0, |c| c.offset),
-        );
+        let at = log.committed_offset("counter", "in", 0).unwrap();
+        progress.push((at.map_or(0, |c| c.offset), inputs));
     }
     println!("committed input offset after each kill: {progress:?}");
     assert!(
-        progress.iter().filter(|o| (1..INPUTS).contains(*o)).count() >= 3,
+        progress.iter().filter(|(o, n)| (1..*n).contains(o)).count() >= 3,
         "too few kills landed mid-run: {progress:?}"
     );
     let last_run = Instant::now();
@@ -176,11 +182,11 @@ fn sigkilled_pipeline_restarts_to_exactly_the_uninterrupted_output() {
 
     let log = Log::open(dir.path()).unwrap();
     let out = read_out(&log);
-    let want = expected();
+    let want = expected(inputs);
     assert_eq!(out.len(), want.len(), "duplicate or missing windows");
     assert!(out == want, "output differs from an uninterrupted run");
     let offset = log.committed_offset("counter", "in", 0).unwrap().unwrap();
-    assert_eq!(offset.offset, INPUTS);
+    assert_eq!(offset.offset, inputs);
     println!(
         "{kills} kills ({finished_early} runs finished first) in {:?}",
         started.elapsed()
