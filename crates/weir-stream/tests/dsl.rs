@@ -262,3 +262,38 @@ fn records_too_large_for_their_topic_are_counted_not_fatal() -> Result<(), Strea
     assert_eq!(truncated.as_deref(), Some(&b"900000"[..]));
     Ok(())
 }
+
+/// A user codec: values are little-endian u32s.
+struct U32Le;
+
+impl weir_stream::Codec<u32> for U32Le {
+    fn decode(&self, b: &[u8]) -> Result<u32, weir_stream::CodecError> {
+        let b: [u8; 4] = b
+            .try_into()
+            .map_err(|_| weir_stream::CodecError(format!("a u32 is 4 bytes, got {}", b.len())))?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn encode(&self, v: &u32, out: &mut Vec<u8>) -> Result<(), weir_stream::CodecError> {
+        out.extend_from_slice(&v.to_le_bytes());
+        Ok(())
+    }
+}
+
+#[test]
+fn raw_bytes_and_user_codecs_round_trip() -> Result<(), StreamError> {
+    let mut t = TestDriver::new();
+    t.pipeline("codecs")
+        .source(Topic::raw("raw-in"))
+        .map(|b: bytes::Bytes| u32::try_from(b.len()).unwrap_or(u32::MAX))
+        .sink(Topic::with_codec("lengths", U32Le));
+    t.pipe_raw("raw-in", 0, 0, None, b"hello")?;
+    t.pipe_raw("raw-in", 0, 0, None, b"")?;
+    let out: Vec<u32> = t
+        .read_output("lengths")
+        .iter()
+        .map(|r| weir_stream::Codec::decode(&U32Le, &r.value).unwrap())
+        .collect();
+    assert_eq!(out, vec![5, 0]);
+    Ok(())
+}
