@@ -10,6 +10,8 @@ use bytes::{Buf, Bytes};
 
 use crate::error::BatchError;
 
+/// Fewest bytes one uncompressed record takes.
+const MIN_RECORD_LEN: usize = 7;
 /// Bytes in a v2 batch header, up to the first record.
 pub const HEADER_LEN: usize = 61;
 /// Bytes before the batch length field's count starts (base offset + length).
@@ -179,9 +181,21 @@ pub fn validate(bytes: &[u8], max_size: usize) -> Result<BatchHeader, BatchError
     if h.record_count <= 0 {
         return Err(BatchError::Empty);
     }
-    if h.last_offset_delta < 0 || (!h.is_control() && h.last_offset_delta < h.record_count - 1) {
+    // A producer's records have consecutive offsets, as Kafka requires: a larger delta would
+    // leave a hole in the partition's offsets.
+    // An uncompressed record takes at least 7 bytes (length, attributes, timestamp and
+    // offset deltas, key and value lengths, header count); a count beyond that is a lie that
+    // would make readers allocate for records that are not there.
+    if h.compression() == Compression::None
+        && h.record_count as usize > (bytes.len() - HEADER_LEN) / MIN_RECORD_LEN
+    {
         return Err(BatchError::Inconsistent(
-            "last offset delta is below record count - 1",
+            "record count exceeds what the batch can hold",
+        ));
+    }
+    if h.last_offset_delta < 0 || (!h.is_control() && h.last_offset_delta != h.record_count - 1) {
+        return Err(BatchError::Inconsistent(
+            "last offset delta is not record count - 1",
         ));
     }
     Ok(h)
@@ -228,6 +242,16 @@ pub fn split_and_validate(
 /// Writes `base_offset` into a batch's header. The CRC does not cover it.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Marks a batch as an idempotent producer's: sets its producer id, epoch and first
+/// sequence, and recomputes the CRC (which covers those fields).
+pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// One record to append: what a producer hands over.
@@ -485,7 +509,8 @@ pub fn decode(batch: &Bytes) -> Result<Vec<StoredRecord>, BatchError> {
         return Ok(Vec::new());
     }
     let mut b = batch.slice(HEADER_LEN..h.total_len());
-    let mut out = Vec::with_capacity(h.record_count.max(0) as usize);
+    let room = h.total_len().saturating_sub(HEADER_LEN) / MIN_RECORD_LEN;
+    let mut out = Vec::with_capacity((h.record_count.max(0) as usize).min(room));
     for _ in 0..h.record_count {
         let len = get_varint(&mut b)?;
         if len < 0 || len as usize > b.remaining() {
@@ -592,6 +617,22 @@ mod tests {
         assert_eq!(back[1].timestamp, 900);
         assert_eq!(back[1].headers, vec![("h".to_string(), None)]);
         assert_eq!(back[0].key.as_deref(), Some(&b"k"[..]));
+    }
+
+    #[test]
+    fn a_record_count_beyond_the_bytes_is_refused_and_not_allocated() {
+        let mut b = encode(&[Record::value(1, "x")]);
+        b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        b[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+        let crc = crc32c::crc32c(&b[CRC_START..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            validate(&b, usize::MAX),
+            Err(BatchError::Inconsistent(_))
+        ));
+        // A reader handed such bytes anyway fails on the missing records, without a huge
+        // allocation first.
+        assert!(decode(&Bytes::from(b)).is_err());
     }
 
     #[test]

@@ -122,6 +122,32 @@ pub enum LogError {
     /// A record batch refused on arrival.
     #[error("{0}")]
     InvalidBatch(#[from] BatchError),
+    /// An idempotent producer's batch does not follow its last one: a batch was lost.
+    #[error(
+        "producer {producer_id} sent sequence {got} to {topic}-{partition}, expected {expected}: a batch in between is missing"
+    )]
+    OutOfOrderSequence {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The producer.
+        producer_id: i64,
+        /// The sequence that would follow the last batch written.
+        expected: i32,
+        /// The batch's first sequence.
+        got: i32,
+    },
+    /// A batch from a producer epoch older than the one last seen: a zombie producer.
+    #[error("producer {producer_id} epoch {epoch} is older than its current epoch {current}")]
+    InvalidProducerEpoch {
+        /// The producer.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+        /// The newest epoch written.
+        current: i16,
+    },
     /// A state table name that is empty or too long.
     #[error("invalid state table name {0:?}: use 1 to 200 characters")]
     InvalidStateTable(String),

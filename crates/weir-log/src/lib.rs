@@ -18,6 +18,8 @@ pub mod batch;
 mod error;
 mod keys;
 mod log;
+mod metrics;
+mod producer;
 pub mod topic;
 mod unit;
 mod writer;

@@ -28,11 +28,12 @@ pub enum Durability {
     /// fsync every commit; a caller is answered after its data is on disk. The default.
     #[default]
     Fsync,
-    /// fsync at most every this many milliseconds; commits in between survive a process
-    /// crash but not a power loss.
+    /// fsync at most every this many milliseconds. Commits since the last fsync live only in
+    /// this process's memory (redb's non-durable commits): a process crash loses them, as
+    /// a power loss does, though they were acknowledged.
     Interval(u64),
     /// Never fsync on the write path (a durable commit runs every 30 s so redb can reuse
-    /// space, and on close).
+    /// space, and on close); a crash loses everything since the last of those.
     None,
 }
 
@@ -238,6 +239,7 @@ impl Log {
             .map(|(n, t)| (n.clone(), writer::publish_topic(t)))
             .collect();
         let published = Arc::new(RwLock::new(published));
+        crate::metrics::watch_log(&published);
         let (tx, rx) = std::sync::mpsc::channel();
         let w = Writer::new(
             db.clone(),
@@ -245,6 +247,7 @@ impl Log {
             topics,
             options.durability,
             options.retention_check_interval,
+            writer::load_producers(&db)?,
         );
         let writer = std::thread::Builder::new()
             .name("weir-log-writer".into())
@@ -412,6 +415,12 @@ impl Log {
     /// Makes every commit so far durable (an fsync), whatever the durability setting.
     pub fn sync(&self) -> Pending<()> {
         self.send(|reply| Request::Sync { reply })
+    }
+
+    /// A new idempotent producer id, never handed out before in this log (Kafka's
+    /// InitProducerId without a transactional id; the epoch is 0).
+    pub fn allocate_producer_id(&self) -> Pending<i64> {
+        self.send(|reply| Request::AllocateProducerId { reply })
     }
 
     /// A partition's bounds as last committed.

@@ -175,4 +175,7 @@ pub struct Appended {
     pub base_offset: i64,
     /// Offset of the last record written.
     pub last_offset: i64,
+    /// The append was an idempotent producer's retry of batches already written: nothing
+    /// was written again, and the offsets are those of the first write.
+    pub duplicate: bool,
 }

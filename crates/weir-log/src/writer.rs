@@ -16,6 +16,8 @@ use tokio::sync::oneshot;
 use crate::error::{LogError, Result};
 use crate::keys::{self, BATCHES, GROUP_OFFSETS, INDEX, IndexEntry, META, PARTITIONS, TOPICS};
 use crate::log::{Durability, PartitionHandle, TopicHandle};
+use crate::metrics::{TopicCounters, WriterMetrics};
+use crate::producer::{PRODUCERS, ProducerState, Sequence, producer_key};
 use crate::topic::{TopicConfig, TopicMeta};
 use crate::unit::{Appended, StateOp, Unit};
 
@@ -42,6 +44,7 @@ impl UnitReply {
                     v.into_iter().next().unwrap_or(Appended {
                         base_offset: -1,
                         last_offset: -1,
+                        duplicate: false,
                     })
                 });
                 drop(tx.send(one));
@@ -77,6 +80,9 @@ pub(crate) enum Request {
     },
     Sync {
         reply: oneshot::Sender<Result<()>>,
+    },
+    AllocateProducerId {
+        reply: oneshot::Sender<Result<i64>>,
     },
 }
 
@@ -114,6 +120,7 @@ enum Pending {
     Records(oneshot::Sender<Result<i64>>, i64),
     Retention(oneshot::Sender<Result<u64>>, u64),
     Sync(oneshot::Sender<Result<()>>),
+    ProducerId(oneshot::Sender<Result<i64>>, i64),
 }
 
 impl Pending {
@@ -126,6 +133,7 @@ impl Pending {
             Pending::Records(r, _) => drop(r.send(Err(e))),
             Pending::Retention(r, _) => drop(r.send(Err(e))),
             Pending::Sync(r) => drop(r.send(Err(e))),
+            Pending::ProducerId(r, _) => drop(r.send(Err(e))),
         }
     }
 
@@ -137,6 +145,7 @@ impl Pending {
             Pending::Records(r, v) => drop(r.send(Ok(v))),
             Pending::Retention(r, v) => drop(r.send(Ok(v))),
             Pending::Sync(r) => drop(r.send(Ok(()))),
+            Pending::ProducerId(r, id) => drop(r.send(Ok(id))),
         }
     }
 }
@@ -157,6 +166,31 @@ pub(crate) struct Writer {
     unsynced: bool,
     retention_interval: Option<Duration>,
     last_retention: Instant,
+    metrics: WriterMetrics,
+    counters: HashMap<String, TopicCounters>,
+    /// (topic, records, bytes) appended in the group being committed; counted once it commits.
+    group_counts: Vec<(String, u64, u64)>,
+    /// Idempotent producers by (topic id, partition, producer id).
+    producers: HashMap<[u8; 16], ProducerState>,
+}
+
+/// Where a planned batch goes: written at an offset, or a retry already written.
+enum Planned {
+    Write(i64),
+    Duplicate(i64, i64),
+}
+
+/// Reads every idempotent producer's state as committed.
+pub(crate) fn load_producers(db: &Database) -> Result<HashMap<[u8; 16], ProducerState>> {
+    let txn = db.begin_read()?;
+    let mut out = HashMap::new();
+    for e in txn.open_table(PRODUCERS)?.iter()? {
+        let (k, v) = e?;
+        let st = ProducerState::decode(v.value())
+            .ok_or_else(|| LogError::Storage("malformed producer state".into()))?;
+        out.insert(*k.value(), st);
+    }
+    Ok(out)
 }
 
 /// Reads topics and partition bounds as committed: at open, and after a failed commit.
@@ -206,6 +240,7 @@ pub(crate) fn init_tables(db: &Database) -> Result<()> {
     txn.open_table(TOPICS)?;
     txn.open_table(META)?;
     txn.open_table(GROUP_OFFSETS)?;
+    txn.open_table(PRODUCERS)?;
     txn.commit()?;
     Ok(())
 }
@@ -228,6 +263,7 @@ impl Writer {
         topics: HashMap<String, TopicState>,
         durability: Durability,
         retention_interval: Option<Duration>,
+        producers: HashMap<[u8; 16], ProducerState>,
     ) -> Self {
         Self {
             db,
@@ -238,6 +274,10 @@ impl Writer {
             unsynced: false,
             retention_interval,
             last_retention: Instant::now(),
+            metrics: WriterMetrics::get(),
+            counters: HashMap::new(),
+            group_counts: Vec::new(),
+            producers,
         }
     }
 
@@ -315,9 +355,27 @@ impl Writer {
         let durable = force_sync || self.sync_due() || self.durability == Durability::Fsync;
         let mut pending = Vec::with_capacity(group.len());
         let mut changes = Vec::new();
+        let started = Instant::now();
         let result = self.apply_all(group, durable, &mut pending, &mut changes);
+        self.metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        let counts = std::mem::take(&mut self.group_counts);
         match result {
             Ok(()) => {
+                self.metrics.commits.inc();
+                let mut records = 0;
+                for (topic, n, bytes) in counts {
+                    records += n;
+                    let m = &self.metrics;
+                    let c = self
+                        .counters
+                        .entry(topic)
+                        .or_insert_with_key(|t| m.topic(t));
+                    c.records.inc_by(n);
+                    c.bytes.inc_by(bytes);
+                }
+                self.metrics.commit_records.observe(records as f64);
                 if durable {
                     self.last_sync = Instant::now();
                     self.unsynced = false;
@@ -330,12 +388,13 @@ impl Writer {
                 }
             }
             Err(e) => {
+                self.metrics.failures.inc();
                 tracing::error!(error = %e, "log commit failed; reloading committed state");
                 for p in pending {
                     p.fail(&e);
                 }
-                match load_state(&self.db) {
-                    Ok(t) => self.topics = t,
+                match load_state(&self.db).and_then(|t| Ok((t, load_producers(&self.db)?))) {
+                    Ok((t, p)) => (self.topics, self.producers) = (t, p),
                     Err(e) => tracing::error!(error = %e, "reloading the log state failed"),
                 }
             }
@@ -397,6 +456,15 @@ impl Writer {
                     pending.push(Pending::Retention(reply, n));
                 }
                 Request::Sync { reply } => pending.push(Pending::Sync(reply)),
+                Request::AllocateProducerId { reply } => {
+                    let mut meta = txn.open_table(META)?;
+                    let id = meta
+                        .get("next_producer_id")?
+                        .map(|v| v.value())
+                        .unwrap_or(1000);
+                    meta.insert("next_producer_id", id + 1)?;
+                    pending.push(Pending::ProducerId(reply, id as i64));
+                }
             }
         }
         txn.commit()?;
@@ -423,28 +491,66 @@ impl Writer {
         unit: Unit,
         changes: &mut Vec<Change>,
     ) -> Result<Vec<Appended>> {
-        // Check everything first: the unit commits whole or not at all.
-        for a in &unit.appends {
-            self.part_index(&a.topic, a.partition)?;
-        }
+        // Plan everything first (offsets, producer sequences): the unit commits whole or not
+        // at all, and once planned only the storage itself can fail.
         for op in &unit.state {
             let (StateOp::Put { table, .. }
             | StateOp::Delete { table, .. }
             | StateOp::Clear { table }) = op;
             crate::log::validate_state_table(table)?;
         }
+        let mut next: HashMap<(u32, usize), i64> = HashMap::new();
+        let mut producers: HashMap<[u8; 16], ProducerState> = HashMap::new();
+        let mut plans = Vec::with_capacity(unit.appends.len());
+        for a in &unit.appends {
+            let (id, p) = self.part_index(&a.topic, a.partition)?;
+            let at = next
+                .entry((id, p))
+                .or_insert(self.topics[&a.topic].parts[p].next);
+            let mut plan = Vec::with_capacity(a.batches.len());
+            for (h, _) in &a.batches {
+                if h.producer_id >= 0 && h.base_sequence >= 0 {
+                    let key = producer_key(id, p as u32, h.producer_id);
+                    let known = producers.get(&key).or_else(|| self.producers.get(&key));
+                    match ProducerState::check(known, h, &a.topic, a.partition)? {
+                        Sequence::Duplicate {
+                            base_offset,
+                            last_offset,
+                        } => {
+                            plan.push(Planned::Duplicate(base_offset, last_offset));
+                            continue;
+                        }
+                        Sequence::Next => {
+                            let mut st = known.cloned().unwrap_or_default();
+                            st.record(h, *at);
+                            producers.insert(key, st);
+                        }
+                    }
+                }
+                plan.push(Planned::Write(*at));
+                *at += i64::from(h.last_offset_delta) + 1;
+            }
+            plans.push(plan);
+        }
         let mut appended = Vec::with_capacity(unit.appends.len());
         if !unit.appends.is_empty() {
             let mut batches = txn.open_table(BATCHES)?;
             let mut index = txn.open_table(INDEX)?;
             let mut bounds = txn.open_table(PARTITIONS)?;
-            for a in unit.appends {
+            for (a, plan) in unit.appends.into_iter().zip(plans) {
                 let (id, p) = self.part_index(&a.topic, a.partition)?;
-                let t = self.topics.get_mut(&a.topic).expect("checked above");
-                let part = &mut t.parts[p];
-                let first = part.next;
-                for (h, bytes) in &a.batches {
-                    let base = part.next;
+                let part = &mut self.topics.get_mut(&a.topic).expect("planned above").parts[p];
+                let (mut first, mut last) = (None, -1);
+                let (mut n, mut size, mut wrote) = (0u64, 0u64, false);
+                for ((h, bytes), planned) in a.batches.iter().zip(plan) {
+                    let base = match planned {
+                        Planned::Duplicate(base, end) => {
+                            first.get_or_insert(base);
+                            last = end;
+                            continue;
+                        }
+                        Planned::Write(base) => base,
+                    };
                     let key = keys::batch_key(id, p as u32, base);
                     {
                         let mut slot = batches.insert_reserve(&key, bytes.len())?;
@@ -460,17 +566,33 @@ impl Writer {
                     index.insert(&key, &entry.encode())?;
                     part.next = base + i64::from(h.last_offset_delta) + 1;
                     part.bytes += bytes.len() as u64;
+                    first.get_or_insert(base);
+                    last = part.next - 1;
+                    n += h.record_count as u64;
+                    size += bytes.len() as u64;
+                    wrote = true;
                 }
-                bounds.insert(
-                    &keys::partition_key(id, p as u32),
-                    &keys::encode_bounds(part.log_start, part.next),
-                )?;
                 appended.push(Appended {
-                    base_offset: first,
-                    last_offset: part.next - 1,
+                    base_offset: first.unwrap_or(part.next),
+                    last_offset: last,
+                    duplicate: !wrote,
                 });
-                changes.push(Change::Partition(a.topic, p));
+                if wrote {
+                    bounds.insert(
+                        &keys::partition_key(id, p as u32),
+                        &keys::encode_bounds(part.log_start, part.next),
+                    )?;
+                    self.group_counts.push((a.topic.clone(), n, size));
+                    changes.push(Change::Partition(a.topic, p));
+                }
             }
+        }
+        if !producers.is_empty() {
+            let mut table = txn.open_table(PRODUCERS)?;
+            for (k, st) in &producers {
+                table.insert(k, st.encode().as_slice())?;
+            }
+            self.producers.extend(producers);
         }
         if !unit.offsets.is_empty() || !unit.deleted_groups.is_empty() {
             let mut offsets = txn.open_table(GROUP_OFFSETS)?;
@@ -599,6 +721,9 @@ impl Writer {
         txn.open_table(PARTITIONS)?
             .retain_in::<&[u8; 8], _>(&plo..&phi, |_, _| false)?;
         txn.open_table(TOPICS)?.remove(name)?;
+        txn.open_table(PRODUCERS)?
+            .retain_in::<&[u8; 16], _>(&lo..&hi, |_, _| false)?;
+        self.producers.retain(|k, _| k[0..4] != id.to_be_bytes());
         self.topics.remove(name);
         changes.push(Change::Deleted(name.to_string()));
         Ok(())
