@@ -24,3 +24,21 @@ pub const LOG_START_OFFSET: &str = "weir_log_start_offset";
 pub const LOG_END_OFFSET: &str = "weir_log_end_offset";
 /// Gauge: partitions across all topics.
 pub const LOG_PARTITIONS: &str = "weir_log_partitions";
+
+// weir-stream: pipelines.
+/// Counter {pipeline}: input records read.
+pub const STREAM_RECORDS_IN: &str = "weir_stream_records_in_total";
+/// Counter {pipeline}: records written to sink topics.
+pub const STREAM_RECORDS_OUT: &str = "weir_stream_records_out_total";
+/// Counter {pipeline}: input records that failed to decode (sent to the dead-letter topic).
+pub const STREAM_DEAD_LETTERS: &str = "weir_stream_dead_letters_total";
+/// Counter {pipeline}: records that arrived after their window closed.
+pub const STREAM_LATE_RECORDS: &str = "weir_stream_late_records_total";
+/// Counter {pipeline}: output values that could not be encoded or were too large.
+pub const STREAM_ENCODE_ERRORS: &str = "weir_stream_encode_errors_total";
+/// Counter {pipeline}: checkpoints committed.
+pub const STREAM_CHECKPOINTS: &str = "weir_stream_checkpoints_total";
+/// Gauge {pipeline}: the pipeline's watermark, seconds since the epoch.
+pub const STREAM_WATERMARK: &str = "weir_stream_watermark_seconds";
+/// Histogram {pipeline}: time from a checkpoint's start until the pipeline saw it committed.
+pub const STREAM_CHECKPOINT_DURATION: &str = "weir_stream_checkpoint_duration_seconds";

@@ -12,7 +12,7 @@ use weir_log::BatchBuilder;
 
 use crate::codec::CodecError;
 use crate::error::Result;
-use crate::metrics::Metrics;
+use crate::metrics::Counter;
 use crate::operator::{Context, Event, Operator, RestoredState, StateStore, StateWriter};
 use crate::source::TRUNCATED_HEADER;
 
@@ -396,8 +396,9 @@ impl<T: Send + 'static> Push<T> for SinkNode<T> {
                 }
             }
         }
-        Metrics::add(&cx.metrics.records_out, (batch.len() - errors) as u64);
-        Metrics::add(&cx.metrics.encode_errors, errors as u64);
+        cx.metrics
+            .add(Counter::RecordsOut, (batch.len() - errors) as u64);
+        cx.metrics.add(Counter::EncodeErrors, errors as u64);
     }
     fn watermark(&mut self, _cx: &mut Context) {}
     fn checkpoint(&mut self, _id: u64, _store: &mut dyn StateStore) {}

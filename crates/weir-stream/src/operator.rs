@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::{Result, StreamError};
-use crate::metrics::Metrics;
+use crate::metrics::{Counter, Metrics};
 
 /// A value with its event time in milliseconds since the epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +57,7 @@ impl Context {
 
     /// Counts records that arrived too late to be used.
     pub fn count_late(&self, n: u64) {
-        Metrics::add(&self.metrics.late_records, n);
+        self.metrics.add(Counter::LateRecords, n);
     }
 }
 

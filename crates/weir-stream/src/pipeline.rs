@@ -111,7 +111,7 @@ impl Pipeline {
             dead_letters: SinkBuffer::new(dead_letter_topic(name), 1),
             next_id: 0,
             settings: Settings::default(),
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(Metrics::new(name)),
             errors,
         }));
         (

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -20,7 +20,7 @@ use weir_log::{
 
 use crate::error::Result;
 use crate::graph::{lock, max_record_bytes};
-use crate::metrics::Metrics;
+use crate::metrics::Counter;
 use crate::pipeline::Graph;
 use crate::source::dead_letter;
 use crate::task::Task;
@@ -54,7 +54,7 @@ pub(crate) struct Runner {
     records_since: u64,
     changed: bool,
     last_checkpoint_ms: i64,
-    inflight: Option<Pending<Vec<Appended>>>,
+    inflight: Option<(Pending<Vec<Appended>>, Instant)>,
     /// Records read but not fed yet (a checkpoint came first), and the offset after them.
     leftover: Vec<Option<(Vec<StoredRecord>, i64)>>,
 }
@@ -184,7 +184,7 @@ impl Runner {
                 Ok(recs) => out.extend(recs.into_iter().filter(|r| r.offset >= from)),
                 Err(e) => {
                     let i = &self.task.inputs[idx];
-                    Metrics::add(&self.task.cx.metrics.dead_letters, 1);
+                    self.task.cx.metrics.add(Counter::DeadLetters, 1);
                     let letter = dead_letter(
                         &i.topic,
                         i.partition,
@@ -210,9 +210,10 @@ impl Runner {
 
     /// Waits for the checkpoint in flight, if any.
     pub async fn settle(&mut self) -> Result<()> {
-        if let Some(p) = self.inflight.take() {
+        if let Some((p, started)) = self.inflight.take() {
             p.await?;
-            Metrics::add(&self.task.cx.metrics.checkpoints, 1);
+            self.task.cx.metrics.add(Counter::Checkpoints, 1);
+            self.task.cx.metrics.observe_checkpoint(started.elapsed());
         }
         Ok(())
     }
@@ -220,6 +221,7 @@ impl Runner {
     /// Starts a checkpoint; it commits while the pipeline goes on (the next one waits).
     pub async fn checkpoint(&mut self) -> Result<()> {
         self.settle().await?;
+        let started = Instant::now();
         let mut unit = Unit::new();
         self.task.checkpoint(&mut unit);
         for s in self
@@ -245,7 +247,7 @@ impl Runner {
                 },
             );
         }
-        self.inflight = Some(self.log.commit(unit));
+        self.inflight = Some((self.log.commit(unit), started));
         self.records_since = 0;
         self.changed = false;
         self.last_checkpoint_ms = now;

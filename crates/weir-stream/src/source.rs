@@ -4,7 +4,7 @@ use bytes::Bytes;
 use weir_log::StoredRecord;
 
 use crate::graph::{OutputRecord, SharedOutlet, SharedSink, StateLoader, lock};
-use crate::metrics::Metrics;
+use crate::metrics::Counter;
 use crate::operator::{Context, Event, StateStore};
 use crate::topic::Topic;
 
@@ -91,7 +91,7 @@ impl<T: Clone + Send + 'static> RawInput for SourceNode<T> {
         records: Vec<StoredRecord>,
         cx: &mut Context,
     ) -> Option<i64> {
-        Metrics::add(&cx.metrics.records_in, records.len() as u64);
+        cx.metrics.add(Counter::RecordsIn, records.len() as u64);
         let mut batch = Vec::with_capacity(records.len());
         let mut max_time = None::<i64>;
         for r in records {
@@ -106,7 +106,7 @@ impl<T: Clone + Send + 'static> RawInput for SourceNode<T> {
                     batch.push(Event { time, value });
                 }
                 Err(e) => {
-                    Metrics::add(&cx.metrics.dead_letters, 1);
+                    cx.metrics.add(Counter::DeadLetters, 1);
                     let error = if r.value.is_none() {
                         "the record has no value (a tombstone)".to_string()
                     } else {

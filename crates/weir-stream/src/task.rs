@@ -156,6 +156,7 @@ impl Task {
             return;
         }
         self.cx.watermark = wm;
+        self.cx.metrics.set_watermark(wm);
         for s in &mut self.graph.sources {
             s.watermark(&mut self.cx);
         }
