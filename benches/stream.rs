@@ -12,6 +12,8 @@
 //! wall time and per second of CPU time (all threads: the pipeline and the log's writer).
 //! A JSON report with the machine and parameters goes to target/bench-reports/stream.json.
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -399,17 +401,10 @@ fn main() {
             "ratio_cpu": fw_cpu / hand_cpu,
         }));
     }
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
+    let cpu = common::cpu_model();
     let report = serde_json::json!({
         "benchmark": "weir-stream nexmark-style",
-        "hardware": { "cpu": cpu, "cores": std::thread::available_parallelism().map_or(0, |n| n.get()) },
+        "hardware": { "cpu": cpu, "cores": common::cores() },
         "parameters": {
             "events": n, "auctions": AUCTIONS, "events_per_event_second": EVENTS_PER_SEC,
             "checkpoint_ms": checkpoint_ms(), "checkpoint_records": checkpoint_records(),
