@@ -93,6 +93,9 @@ impl App {
 
     /// Runs every pipeline until it has read all of its inputs, then finishes with a
     /// checkpoint: a batch job. Windows still open stay in state for the next run.
+    ///
+    /// Each pipeline stops when it has caught up with its inputs: one that reads another's
+    /// output may stop before that other one has written everything.
     pub async fn run_to_end(&self) -> Result<()> {
         self.run_pipelines(std::future::pending(), true).await
     }
