@@ -5,6 +5,8 @@
 //! Besides criterion's output it writes `target/bench-reports/log.json` (or under
 //! `$CARGO_TARGET_DIR`): records/s per case with the machine and parameters beside them.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -155,17 +157,8 @@ fn read(c: &mut Criterion) {
 }
 
 fn write_report() {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    let cpu = common::cpu_model();
+    let cores = common::cores();
     let figures = FIGURES.lock().unwrap();
     let cases: Vec<String> = figures
         .iter()

@@ -6,3 +6,5 @@ pub use weir_broker as broker;
 pub use weir_client as client;
 pub use weir_log as log;
 pub use weir_metrics as metrics;
+pub use weir_stream as stream;
+pub use weir_stream::{App, Topic};

@@ -302,14 +302,14 @@ fn varint_len(v: i64) -> usize {
     (64 - (z | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-fn opt_len(b: &Option<Bytes>) -> usize {
+fn opt_len(b: Option<&[u8]>) -> usize {
     match b {
         Some(b) => varint_len(b.len() as i64) + b.len(),
         None => 1,
     }
 }
 
-fn put_opt(out: &mut Vec<u8>, b: &Option<Bytes>) {
+fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
     match b {
         Some(b) => {
             put_varint(out, b.len() as i64);
@@ -319,62 +319,129 @@ fn put_opt(out: &mut Vec<u8>, b: &Option<Bytes>) {
     }
 }
 
+/// Builds one uncompressed v2 batch a record at a time, writing each straight into the
+/// batch's bytes (no intermediate [`Record`]). Base offset 0, no producer id.
+#[derive(Debug, Clone)]
+pub struct BatchBuilder {
+    out: Vec<u8>,
+    count: i32,
+    base_timestamp: Option<i64>,
+    max_timestamp: i64,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchBuilder {
+    /// An empty batch; its base timestamp is its first record's.
+    pub fn new() -> Self {
+        let mut out = Vec::with_capacity(4096);
+        out.resize(HEADER_LEN, 0);
+        Self {
+            out,
+            count: 0,
+            base_timestamp: None,
+            max_timestamp: i64::MIN,
+        }
+    }
+
+    /// An empty batch whose timestamp deltas count from `base_timestamp`.
+    pub fn with_base_timestamp(base_timestamp: i64) -> Self {
+        Self {
+            base_timestamp: Some(base_timestamp),
+            ..Self::new()
+        }
+    }
+
+    /// Appends one record.
+    pub fn push(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(String, Option<Bytes>)],
+    ) {
+        let base = *self.base_timestamp.get_or_insert(timestamp);
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        let ts_delta = timestamp.wrapping_sub(base);
+        let i = i64::from(self.count);
+        let mut len = 1 + varint_len(ts_delta) + varint_len(i);
+        len += opt_len(key) + opt_len(value) + varint_len(headers.len() as i64);
+        for (k, v) in headers {
+            len += varint_len(k.len() as i64) + k.len() + opt_len(v.as_deref());
+        }
+        let out = &mut self.out;
+        put_varint(out, len as i64);
+        out.push(0);
+        put_varint(out, ts_delta);
+        put_varint(out, i);
+        put_opt(out, key);
+        put_opt(out, value);
+        put_varint(out, headers.len() as i64);
+        for (k, v) in headers {
+            put_varint(out, k.len() as i64);
+            out.extend_from_slice(k.as_bytes());
+            put_opt(out, v.as_deref());
+        }
+        self.count += 1;
+    }
+
+    /// Records pushed so far.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether no record was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes of the batch so far.
+    pub fn size(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The finished batch. Panics if it is empty: an empty batch is not a batch.
+    pub fn finish(self) -> Vec<u8> {
+        assert!(self.count > 0, "a batch needs at least one record");
+        let mut out = self.out;
+        let batch_length = (out.len() - LOG_OVERHEAD) as i32;
+        out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        out[12..16].copy_from_slice(&(-1i32).to_be_bytes());
+        out[16] = 2;
+        // attributes 0: no compression, create time
+        out[23..27].copy_from_slice(&(self.count - 1).to_be_bytes());
+        out[27..35].copy_from_slice(&self.base_timestamp.unwrap_or(0).to_be_bytes());
+        out[35..43].copy_from_slice(&self.max_timestamp.to_be_bytes());
+        out[43..51].copy_from_slice(&(-1i64).to_be_bytes());
+        out[51..53].copy_from_slice(&(-1i16).to_be_bytes());
+        out[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+        out[57..61].copy_from_slice(&self.count.to_be_bytes());
+        let crc = crc32c::crc32c(&out[CRC_START..]);
+        out[17..21].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+}
+
 /// Encodes records as one uncompressed v2 batch with base offset 0 and no producer id.
 ///
 /// Panics if `records` is empty: an empty batch is not a batch.
 pub fn encode(records: &[Record]) -> Vec<u8> {
     assert!(!records.is_empty(), "a batch needs at least one record");
     let base_ts = records.iter().map(|r| r.timestamp).min().unwrap_or(0);
-    let max_ts = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
-    let body: usize = records
-        .iter()
-        .map(|r| {
-            let hs: usize = r
-                .headers
-                .iter()
-                .map(|(k, v)| varint_len(k.len() as i64) + k.len() + opt_len(v))
-                .sum();
-            let n = 1 + 10 + 5 + opt_len(&r.key) + opt_len(&r.value) + 5 + hs;
-            n + 5
-        })
-        .sum();
-    let mut out = Vec::with_capacity(HEADER_LEN + body);
-    out.resize(HEADER_LEN, 0);
-    for (i, r) in records.iter().enumerate() {
-        let ts_delta = r.timestamp - base_ts;
-        let mut len = 1 + varint_len(ts_delta) + varint_len(i as i64);
-        len += opt_len(&r.key) + opt_len(&r.value) + varint_len(r.headers.len() as i64);
-        for (k, v) in &r.headers {
-            len += varint_len(k.len() as i64) + k.len() + opt_len(v);
-        }
-        put_varint(&mut out, len as i64);
-        out.push(0);
-        put_varint(&mut out, ts_delta);
-        put_varint(&mut out, i as i64);
-        put_opt(&mut out, &r.key);
-        put_opt(&mut out, &r.value);
-        put_varint(&mut out, r.headers.len() as i64);
-        for (k, v) in &r.headers {
-            put_varint(&mut out, k.len() as i64);
-            out.extend_from_slice(k.as_bytes());
-            put_opt(&mut out, v);
-        }
+    let mut b = BatchBuilder::with_base_timestamp(base_ts);
+    for r in records {
+        b.push(
+            r.timestamp,
+            r.key.as_deref(),
+            r.value.as_deref(),
+            &r.headers,
+        );
     }
-    let batch_length = (out.len() - LOG_OVERHEAD) as i32;
-    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
-    out[12..16].copy_from_slice(&(-1i32).to_be_bytes());
-    out[16] = 2;
-    // attributes 0: no compression, create time
-    out[23..27].copy_from_slice(&((records.len() - 1) as i32).to_be_bytes());
-    out[27..35].copy_from_slice(&base_ts.to_be_bytes());
-    out[35..43].copy_from_slice(&max_ts.to_be_bytes());
-    out[43..51].copy_from_slice(&(-1i64).to_be_bytes());
-    out[51..53].copy_from_slice(&(-1i16).to_be_bytes());
-    out[53..57].copy_from_slice(&(-1i32).to_be_bytes());
-    out[57..61].copy_from_slice(&(records.len() as i32).to_be_bytes());
-    let crc = crc32c::crc32c(&out[CRC_START..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
-    out
+    b.finish()
 }
 
 /// A record read back from a stored batch, with its absolute offset and timestamp.
@@ -536,6 +603,20 @@ mod tests {
                 (&s.key, &s.value, &s.headers, s.timestamp)
             );
         }
+    }
+
+    #[test]
+    fn builder_takes_records_out_of_time_order() {
+        let mut b = BatchBuilder::new();
+        b.push(1000, Some(b"k"), Some(b"a"), &[]);
+        b.push(900, None, Some(b"b"), &[("h".into(), None)]);
+        let bytes = Bytes::from(b.finish());
+        let h = validate(&bytes, usize::MAX).unwrap();
+        assert_eq!((h.base_timestamp, h.max_timestamp), (1000, 1000));
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back[1].timestamp, 900);
+        assert_eq!(back[1].headers, vec![("h".to_string(), None)]);
+        assert_eq!(back[0].key.as_deref(), Some(&b"k"[..]));
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod topic;
 mod unit;
 mod writer;
 
-pub use batch::{BatchHeader, Compression, Record, StoredRecord};
+pub use batch::{BatchBuilder, BatchHeader, Compression, Record, StoredRecord};
 pub use error::{BatchError, LogError, Result};
 pub use log::{DB_FILE, Durability, Fetched, Log, LogOptions, PartitionBounds, Pending, WeakLog};
 pub use topic::{CleanupPolicy, TopicConfig, TopicMeta};

@@ -21,6 +21,9 @@ use crate::producer::{PRODUCERS, ProducerState, Sequence, producer_key};
 use crate::topic::{TopicConfig, TopicMeta};
 use crate::unit::{Appended, StateOp, Unit};
 
+/// A state table opened in the writer's transaction.
+type StateTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+
 /// Most bytes of appends the writer takes into one transaction before committing.
 const MAX_TXN_BYTES: usize = 64 << 20;
 /// Under `Durability::None`, a durable commit this often lets redb reuse freed pages.
@@ -607,26 +610,39 @@ impl Writer {
                 offsets.insert(k.as_slice(), c.offset.encode().as_slice())?;
             }
         }
+        // Runs of ops on one table (a checkpoint writes many) share one opened table:
+        // opening a redb table per op costs more than the op.
+        let mut open: Option<(String, StateTable<'_>)> = None;
         for op in unit.state {
-            match op {
-                StateOp::Put { table, key, value } => {
-                    let name = format!("{}{table}", keys::STATE_PREFIX);
-                    let def = redb::TableDefinition::<&[u8], &[u8]>::new(&name);
-                    txn.open_table(def)?
-                        .insert(key.as_slice(), value.as_slice())?;
-                }
-                StateOp::Delete { table, key } => {
-                    let name = format!("{}{table}", keys::STATE_PREFIX);
-                    let def = redb::TableDefinition::<&[u8], &[u8]>::new(&name);
-                    txn.open_table(def)?.remove(key.as_slice())?;
-                }
+            let table = match &op {
+                StateOp::Put { table, .. } | StateOp::Delete { table, .. } => table,
                 StateOp::Clear { table } => {
+                    drop(open.take());
                     let name = format!("{}{table}", keys::STATE_PREFIX);
-                    let def = redb::TableDefinition::<&[u8], &[u8]>::new(&name);
-                    txn.delete_table(def)?;
+                    txn.delete_table(redb::TableDefinition::<&[u8], &[u8]>::new(&name))?;
+                    continue;
                 }
+            };
+            if open.as_ref().is_none_or(|(n, _)| n != table) {
+                drop(open.take());
+                let name = format!("{}{table}", keys::STATE_PREFIX);
+                let t = txn.open_table(redb::TableDefinition::<&[u8], &[u8]>::new(&name))?;
+                open = Some((table.clone(), t));
+            }
+            let Some((_, t)) = open.as_mut() else {
+                continue;
+            };
+            match op {
+                StateOp::Put { key, value, .. } => {
+                    t.insert(key.as_slice(), value.as_slice())?;
+                }
+                StateOp::Delete { key, .. } => {
+                    t.remove(key.as_slice())?;
+                }
+                StateOp::Clear { .. } => {}
             }
         }
+        drop(open);
         Ok(appended)
     }
 

@@ -84,3 +84,5 @@ pub const STREAM_CHECKPOINTS: &str = "weir_stream_checkpoints_total";
 pub const STREAM_CHECKPOINT_FAILURES: &str = "weir_stream_checkpoint_failures_total";
 /// Gauge {pipeline, topic, partition}: input records not yet read.
 pub const STREAM_INPUT_LAG: &str = "weir_stream_input_lag";
+/// Counter {pipeline}: output values that could not be encoded or were too large.
+pub const STREAM_ENCODE_ERRORS: &str = "weir_stream_encode_errors_total";
