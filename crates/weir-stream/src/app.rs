@@ -1,6 +1,7 @@
 //! An application: pipelines over one embedded log, run together.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -62,6 +63,23 @@ impl App {
     /// The log.
     pub fn log(&self) -> &Log {
         &self.log
+    }
+
+    /// Serves the process's metrics at `http://ADDR/metrics` in Prometheus' text format:
+    /// every pipeline's (`weir_stream_*`, see [`weir_metrics::names`]), the log's, and a
+    /// broker's if one runs in the same process. Port 0 picks a free port; the address bound
+    /// is returned. The endpoint runs as a task of the current tokio runtime until the
+    /// runtime ends.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), weir_stream::StreamError> {
+    /// let app = weir_stream::App::open("weir-data")?;
+    /// let at = app.serve_metrics("127.0.0.1:9899".parse().unwrap()).await?;
+    /// println!("metrics at http://{at}/metrics");
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve_metrics(&self, addr: SocketAddr) -> Result<SocketAddr> {
+        Ok(weir_metrics::MetricsServer::bind(addr).await?.spawn())
     }
 
     /// Starts defining a pipeline. Its name is its consumer group and its state's prefix:

@@ -21,6 +21,9 @@ pub enum StreamError {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// The metrics endpoint could not start (its address is taken or not allowed).
+    #[error("metrics: {0}")]
+    Metrics(#[from] weir_metrics::MetricsError),
     /// A checkpointed state entry could not be read back: the state was written by a
     /// different version of the pipeline.
     #[error(

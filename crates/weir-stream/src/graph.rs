@@ -12,7 +12,7 @@ use weir_log::BatchBuilder;
 
 use crate::codec::CodecError;
 use crate::error::Result;
-use crate::metrics::Counter;
+use crate::metrics::{Counter, LatencyTally, OperatorCounters};
 use crate::operator::{Context, Event, Operator, RestoredState, StateStore, StateWriter};
 use crate::source::TRUNCATED_HEADER;
 
@@ -116,6 +116,7 @@ pub(crate) struct OpNode<O: Operator> {
     out: SharedOutlet<O::Out>,
     buf: Vec<Event<O::Out>>,
     table: String,
+    counters: OperatorCounters,
     last_watermark: i64,
     last_checkpoint: u64,
     restored: bool,
@@ -126,12 +127,18 @@ impl<O: Operator> OpNode<O>
 where
     O::Out: Clone,
 {
-    pub(crate) fn new(op: O, out: SharedOutlet<O::Out>, table: String) -> Self {
+    pub(crate) fn new(
+        op: O,
+        out: SharedOutlet<O::Out>,
+        table: String,
+        counters: OperatorCounters,
+    ) -> Self {
         Self {
             op,
             out,
             buf: Vec::new(),
             table,
+            counters,
             last_watermark: i64::MIN,
             last_checkpoint: 0,
             restored: false,
@@ -142,6 +149,7 @@ where
     fn flush(&mut self, cx: &mut Context) {
         if !self.buf.is_empty() {
             let batch = std::mem::take(&mut self.buf);
+            self.counters.count(0, batch.len());
             lock(&self.out).push(batch, cx);
         }
     }
@@ -152,6 +160,7 @@ where
     O::Out: Clone,
 {
     fn push(&mut self, batch: Vec<Event<O::In>>, cx: &mut Context) {
+        self.counters.count(batch.len(), 0);
         self.op.process(batch, &mut self.buf, cx);
         self.flush(cx);
     }
@@ -333,12 +342,15 @@ impl SinkBuffer {
         }
     }
 
-    /// Moves the held batches into `unit`.
-    pub(crate) fn drain_into(&mut self, unit: &mut weir_log::Unit) {
+    /// Moves the held batches into `unit`; returns their bytes.
+    pub(crate) fn drain_into(&mut self, unit: &mut weir_log::Unit) -> usize {
         self.close_batches();
+        let mut bytes = 0;
         for (p, batch) in self.done.drain(..) {
+            bytes += batch.len();
             unit.append_batches(&self.topic, p, Bytes::from(batch));
         }
+        bytes
     }
 
     /// Takes the held records, decoded (for the test driver).
@@ -371,6 +383,7 @@ pub(crate) struct SinkNode<T> {
     pub buffer: SharedSink,
     pub key: Vec<u8>,
     pub value: Vec<u8>,
+    pub counters: OperatorCounters,
 }
 
 impl<T: Send + 'static> Push<T> for SinkNode<T> {
@@ -378,6 +391,7 @@ impl<T: Send + 'static> Push<T> for SinkNode<T> {
         let mut buf = lock(&self.buffer);
         buf.next_batch();
         let mut errors = 0;
+        let mut latency = LatencyTally::new();
         for e in &batch {
             self.key.clear();
             self.value.clear();
@@ -385,7 +399,9 @@ impl<T: Send + 'static> Push<T> for SinkNode<T> {
                 Ok(keyed) => {
                     let key = keyed.then_some(self.key.as_slice());
                     let partition = buf.partition_for(key);
-                    if !buf.push(partition, e.time, key, &self.value, &[]) {
+                    if buf.push(partition, e.time, key, &self.value, &[]) {
+                        latency.record(cx.now_ms - e.time);
+                    } else {
                         errors += 1;
                         tracing::warn!(topic = %buf.topic, bytes = self.value.len(), "output record larger than the topic takes; it is counted and skipped");
                     }
@@ -396,9 +412,13 @@ impl<T: Send + 'static> Push<T> for SinkNode<T> {
                 }
             }
         }
-        cx.metrics
-            .add(Counter::RecordsOut, (batch.len() - errors) as u64);
-        cx.metrics.add(Counter::EncodeErrors, errors as u64);
+        let written = batch.len() - errors;
+        self.counters.count(batch.len(), written);
+        cx.metrics.add(Counter::RecordsOut, written as u64);
+        if errors > 0 {
+            cx.metrics.add(Counter::EncodeErrors, errors as u64);
+        }
+        cx.metrics.observe_end_to_end(&latency);
     }
     fn watermark(&mut self, _cx: &mut Context) {}
     fn checkpoint(&mut self, _id: u64, _store: &mut dyn StateStore) {}

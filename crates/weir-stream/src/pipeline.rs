@@ -14,7 +14,7 @@ use crate::graph::{
     EncodeFn, Forward, OpNode, Push, SharedOutlet, SharedSink, SinkBuffer, SinkNode, lock,
     new_outlet,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StateGauges};
 use crate::operator::{Filter, FilterMap, FlatMap, Inspect, Map, Operator};
 use crate::source::{RawInput, SourceNode};
 use crate::topic::{Topic, duration_ms};
@@ -165,6 +165,7 @@ impl Pipeline {
             g.errors.push(reason);
         }
         let node = SourceNode {
+            counters: g.metrics.operator(&format!("source:{}", topic.name)),
             topic,
             out: outlet.clone(),
             dead_letters: g.dead_letters.clone(),
@@ -201,12 +202,13 @@ impl<T: Data> Stream<T> {
         O::Out: Data,
     {
         let out = new_outlet();
-        let table = {
+        let (table, counters) = {
             let mut g = lock(&self.graph);
             g.next_id += 1;
-            format!("{}/{}-{}", g.name, g.next_id, op.name())
+            let node = format!("{}-{}", g.next_id, op.name());
+            (format!("{}/{node}", g.name), g.metrics.operator(&node))
         };
-        self.attach(Box::new(OpNode::new(op, out.clone(), table)));
+        self.attach(Box::new(OpNode::new(op, out.clone(), table, counters)));
         Stream {
             graph: self.graph,
             outlet: out,
@@ -297,24 +299,31 @@ fn add_sink<T: Data>(
     partitions: i32,
     encode: EncodeFn<T>,
 ) -> SharedSink {
-    let buffer = {
+    let (buffer, counters) = {
         let mut g = lock(graph);
-        match g.sinks.iter().find(|s| lock(s).topic == topic) {
+        let buffer = match g.sinks.iter().find(|s| lock(s).topic == topic) {
             Some(s) => s.clone(),
             None => {
                 let s = SinkBuffer::new(topic.to_string(), partitions);
                 g.sinks.push(s.clone());
                 s
             }
-        }
+        };
+        (buffer, g.metrics.operator(&sink_label(topic)))
     };
     lock(outlet).add(Box::new(SinkNode {
         encode,
         buffer: buffer.clone(),
         key: Vec::new(),
         value: Vec::new(),
+        counters,
     }));
     buffer
+}
+
+/// The `operator` label of the sink writing to `topic`.
+fn sink_label(topic: &str) -> String {
+    format!("sink:{topic}")
 }
 
 fn keyed_encode<K: Key, V: 'static>(topic: &Topic<V>) -> EncodeFn<(K, V)> {
@@ -423,17 +432,18 @@ impl<K: Key, V: Data, W> WindowedStream<K, V, W> {
 
     fn late_sink(&self) -> LateSink<K, V> {
         let topic = self.late.as_ref()?;
-        let buffer = {
+        let (buffer, counters) = {
             let mut g = lock(&self.inner.graph);
             let s = SinkBuffer::new(topic.name.clone(), topic.partitions);
             g.sinks.push(s.clone());
-            s
+            (s, g.metrics.operator(&sink_label(&topic.name)))
         };
         Some(Box::new(SinkNode {
             encode: keyed_encode::<K, V>(topic),
             buffer,
             key: Vec::new(),
             value: Vec::new(),
+            counters,
         }))
     }
 
@@ -475,7 +485,8 @@ macro_rules! aggregations {
                 G::Out: Data,
             {
                 let late = self.late_sink();
-                let op = $op::new(self.windows, agg, late);
+                let gauges = StateGauges::new(lock(&self.inner.graph).metrics.clone());
+                let op = $op::new(self.windows, agg, late, gauges);
                 self.finish(op)
             }
 

@@ -8,8 +8,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -20,7 +21,7 @@ use weir_log::{
 
 use crate::error::Result;
 use crate::graph::{lock, max_record_bytes};
-use crate::metrics::Counter;
+use crate::metrics::{CheckpointStarted, Counter, InputPositions, MeasuredStore};
 use crate::pipeline::Graph;
 use crate::source::dead_letter;
 use crate::task::Task;
@@ -54,7 +55,9 @@ pub(crate) struct Runner {
     records_since: u64,
     changed: bool,
     last_checkpoint_ms: i64,
-    inflight: Option<(Pending<Vec<Appended>>, Instant)>,
+    inflight: Option<(Pending<Vec<Appended>>, CheckpointStarted)>,
+    /// Where the inputs stand, for the input lag at scrape time.
+    positions: Arc<InputPositions>,
     /// Records read but not fed yet (a checkpoint came first), and the offset after them.
     leftover: Vec<Option<(Vec<StoredRecord>, i64)>>,
 }
@@ -93,7 +96,9 @@ impl Runner {
         }
         task.restore(&mut |table| Ok(log.state_entries(table)?))?;
         tracing::info!(pipeline = %name, watermark = task.cx.watermark, "pipeline restored");
+        let positions = task.cx.metrics.watch_inputs(&log, &task.inputs);
         Ok(Self {
+            positions,
             log,
             records_since: 0,
             changed: false,
@@ -145,6 +150,7 @@ impl Runner {
             // Windows may have closed (an input went idle): their results need a checkpoint.
             self.changed = true;
         }
+        self.positions.update(&self.task.inputs);
         Ok(total)
     }
 
@@ -211,9 +217,10 @@ impl Runner {
     /// Waits for the checkpoint in flight, if any.
     pub async fn settle(&mut self) -> Result<()> {
         if let Some((p, started)) = self.inflight.take() {
-            p.await?;
-            self.task.cx.metrics.add(Counter::Checkpoints, 1);
-            self.task.cx.metrics.observe_checkpoint(started.elapsed());
+            let r = p.await;
+            let error = r.as_ref().err().map(|e| e as &dyn std::fmt::Display);
+            self.task.cx.metrics.checkpoint_finished(started, error);
+            r?;
         }
         Ok(())
     }
@@ -221,9 +228,13 @@ impl Runner {
     /// Starts a checkpoint; it commits while the pipeline goes on (the next one waits).
     pub async fn checkpoint(&mut self) -> Result<()> {
         self.settle().await?;
-        let started = Instant::now();
         let mut unit = Unit::new();
-        self.task.checkpoint(&mut unit);
+        let mut store = MeasuredStore {
+            inner: &mut unit,
+            bytes: 0,
+        };
+        self.task.checkpoint(&mut store);
+        let mut bytes = store.bytes;
         for s in self
             .task
             .graph
@@ -231,7 +242,7 @@ impl Runner {
             .iter()
             .chain([&self.task.graph.dead_letters])
         {
-            lock(s).drain_into(&mut unit);
+            bytes += lock(s).drain_into(&mut unit) as u64;
         }
         let now = now_ms();
         for i in &self.task.inputs {
@@ -247,6 +258,7 @@ impl Runner {
                 },
             );
         }
+        let started = (self.task.cx.metrics).checkpoint_started(self.records_since, bytes);
         self.inflight = Some((self.log.commit(unit), started));
         self.records_since = 0;
         self.changed = false;

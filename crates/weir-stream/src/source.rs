@@ -4,7 +4,7 @@ use bytes::Bytes;
 use weir_log::StoredRecord;
 
 use crate::graph::{OutputRecord, SharedOutlet, SharedSink, StateLoader, lock};
-use crate::metrics::Counter;
+use crate::metrics::{Counter, OperatorCounters};
 use crate::operator::{Context, Event, StateStore};
 use crate::topic::Topic;
 
@@ -37,6 +37,7 @@ pub(crate) struct SourceNode<T> {
     pub topic: Topic<T>,
     pub out: SharedOutlet<T>,
     pub dead_letters: SharedSink,
+    pub counters: OperatorCounters,
 }
 
 /// A record that cannot be read, with why, for the dead-letter topic.
@@ -91,7 +92,8 @@ impl<T: Clone + Send + 'static> RawInput for SourceNode<T> {
         records: Vec<StoredRecord>,
         cx: &mut Context,
     ) -> Option<i64> {
-        cx.metrics.add(Counter::RecordsIn, records.len() as u64);
+        let n_in = records.len();
+        cx.metrics.add(Counter::RecordsIn, n_in as u64);
         let mut batch = Vec::with_capacity(records.len());
         let mut max_time = None::<i64>;
         for r in records {
@@ -127,6 +129,7 @@ impl<T: Clone + Send + 'static> RawInput for SourceNode<T> {
                 }
             }
         }
+        self.counters.count(n_in, batch.len());
         lock(&self.out).push(batch, cx);
         max_time
     }

@@ -2,6 +2,8 @@
 //! and takes checkpoints into a state store. The log runtime and the test driver both
 //! drive it, so tests exercise the same code as production.
 
+use std::time::Instant;
+
 use weir_log::StoredRecord;
 
 use crate::error::{Result, StreamError};
@@ -121,7 +123,10 @@ impl Task {
         i.next_offset = last.offset + 1;
         i.last_active_ms = now_ms;
         let (source, partition) = (i.source, i.partition);
-        if let Some(t) = self.graph.sources[source].push(partition, records, &mut self.cx) {
+        let started = Instant::now();
+        let max_time = self.graph.sources[source].push(partition, records, &mut self.cx);
+        self.cx.metrics.observe_processing(started.elapsed());
+        if let Some(t) = max_time {
             let i = &mut self.inputs[input];
             i.max_time = Some(i.max_time.map_or(t, |m| m.max(t)));
         }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::aggregate::{Aggregator, MergeAggregator};
 use crate::error::Result;
 use crate::graph::Push;
+use crate::metrics::StateGauges;
 use crate::operator::{Context, Event, Operator, RestoredState, StateWriter};
 use crate::topic::duration_ms;
 
@@ -221,6 +222,8 @@ struct KeyWindows<A> {
     windows: WindowList<A>,
     dirty: bool,
     persisted: bool,
+    /// Bytes of its state entry as last written.
+    stored: usize,
 }
 
 /// Tumbling and hopping windows.
@@ -236,10 +239,19 @@ pub(crate) struct TimeWindowOp<K, V, G: Aggregator<V>> {
     changed: Vec<(i64, K)>,
     late: LateSink<K, V>,
     late_buf: Vec<Event<(K, V)>>,
+    /// Open windows over all keys, and bytes of the state as checkpointed, for the gauges.
+    open: usize,
+    state_bytes: i64,
+    gauges: StateGauges,
 }
 
 impl<K, V, G: Aggregator<V>> TimeWindowOp<K, V, G> {
-    pub(crate) fn new(spec: TimeWindows, agg: G, late: LateSink<K, V>) -> Self {
+    pub(crate) fn new(
+        spec: TimeWindows,
+        agg: G,
+        late: LateSink<K, V>,
+        gauges: StateGauges,
+    ) -> Self {
         Self {
             spec,
             agg,
@@ -249,6 +261,9 @@ impl<K, V, G: Aggregator<V>> TimeWindowOp<K, V, G> {
             changed: Vec::new(),
             late,
             late_buf: Vec::new(),
+            open: 0,
+            state_bytes: 0,
+            gauges,
         }
     }
 }
@@ -298,6 +313,7 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
                     windows: WindowList::new(),
                     dirty: false,
                     persisted: false,
+                    stored: 0,
                 }),
             };
             let mut start = t - t.rem_euclid(slide);
@@ -310,6 +326,7 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
                     self.agg.fold(acc, &v);
                     if created {
                         self.closing.entry(start).or_default().push(k.clone());
+                        self.open += 1;
                     }
                     kw.dirty = true;
                     if updates {
@@ -340,6 +357,7 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
             }
             self.changed = changed;
         }
+        self.gauges.windows(self.open, self.keys.len());
         send_late(&mut self.late, &mut self.late_buf, cx);
     }
 
@@ -364,12 +382,14 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
                 let Some(acc) = kw.windows.remove(start) else {
                     continue;
                 };
+                self.open -= 1;
                 kw.dirty = true;
                 let empty = kw.windows.is_empty();
                 if empty {
                     if kw.persisted {
                         self.deletes.push(to_json(&k));
                     }
+                    self.state_bytes -= kw.stored as i64;
                     self.keys.remove(&k);
                 }
                 if !updates {
@@ -377,18 +397,24 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
                 }
             }
         }
+        self.gauges.windows(self.open, self.keys.len());
     }
 
     fn on_checkpoint(&mut self, state: &mut StateWriter<'_>) {
         for (k, kw) in self.keys.iter_mut().filter(|(_, kw)| kw.dirty) {
             let windows: Vec<&(i64, G::Acc)> = kw.windows.iter().collect();
-            state.put(&to_json(k), &to_json(&windows));
+            let (key, value) = (to_json(k), to_json(&windows));
+            state.put(&key, &value);
+            let stored = key.len() + value.len();
+            self.state_bytes += stored as i64 - kw.stored as i64;
+            kw.stored = stored;
             kw.dirty = false;
             kw.persisted = true;
         }
         for k in self.deletes.drain(..) {
             state.delete(&k);
         }
+        self.gauges.bytes(self.state_bytes);
     }
 
     fn on_restore(&mut self, state: &RestoredState) -> Result<()> {
@@ -398,6 +424,8 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
             for (start, _) in &list {
                 self.closing.entry(*start).or_default().push(key.clone());
             }
+            self.open += list.len();
+            self.state_bytes += (k.len() + v.len()) as i64;
             // Written oldest first by `on_checkpoint`.
             let mut list = list.into_iter();
             let windows = WindowList {
@@ -410,9 +438,12 @@ impl<K: Key, V: Send + 'static, G: Aggregator<V>> Operator for TimeWindowOp<K, V
                     windows,
                     dirty: false,
                     persisted: true,
+                    stored: k.len() + v.len(),
                 },
             );
         }
+        self.gauges.bytes(self.state_bytes);
+        self.gauges.windows(self.open, self.keys.len());
         Ok(())
     }
 
@@ -432,6 +463,8 @@ struct KeySessions<A> {
     sessions: Vec<SessionState<A>>,
     dirty: bool,
     persisted: bool,
+    /// Bytes of its state entry as last written.
+    stored: usize,
 }
 
 /// Session windows.
@@ -444,10 +477,19 @@ pub(crate) struct SessionWindowOp<K, V, G: MergeAggregator<V>> {
     deletes: Vec<Vec<u8>>,
     late: LateSink<K, V>,
     late_buf: Vec<Event<(K, V)>>,
+    /// Open sessions over all keys, and bytes of the state as checkpointed, for the gauges.
+    open: usize,
+    state_bytes: i64,
+    gauges: StateGauges,
 }
 
 impl<K, V, G: MergeAggregator<V>> SessionWindowOp<K, V, G> {
-    pub(crate) fn new(spec: SessionWindows, agg: G, late: LateSink<K, V>) -> Self {
+    pub(crate) fn new(
+        spec: SessionWindows,
+        agg: G,
+        late: LateSink<K, V>,
+        gauges: StateGauges,
+    ) -> Self {
         Self {
             spec,
             agg,
@@ -456,6 +498,9 @@ impl<K, V, G: MergeAggregator<V>> SessionWindowOp<K, V, G> {
             deletes: Vec::new(),
             late,
             late_buf: Vec::new(),
+            open: 0,
+            state_bytes: 0,
+            gauges,
         }
     }
 }
@@ -491,6 +536,7 @@ impl<K: Key, V: Send + 'static, G: MergeAggregator<V>> Operator for SessionWindo
                     sessions: Vec::new(),
                     dirty: false,
                     persisted: false,
+                    stored: 0,
                 }),
             };
             let mut i = 0;
@@ -498,6 +544,7 @@ impl<K: Key, V: Send + 'static, G: MergeAggregator<V>> Operator for SessionWindo
                 let s = &ks.sessions[i];
                 if s.start < new.end && new.start < s.end {
                     let s = ks.sessions.remove(i);
+                    self.open -= 1;
                     new.start = new.start.min(s.start);
                     new.end = new.end.max(s.end);
                     self.agg.merge(&mut new.acc, s.acc);
@@ -508,8 +555,10 @@ impl<K: Key, V: Send + 'static, G: MergeAggregator<V>> Operator for SessionWindo
             self.min_end = self.min_end.min(new.end);
             let at = ks.sessions.partition_point(|s| s.start < new.start);
             ks.sessions.insert(at, new);
+            self.open += 1;
             ks.dirty = true;
         }
+        self.gauges.windows(self.open, self.keys.len());
         send_late(&mut self.late, &mut self.late_buf, cx);
     }
 
@@ -522,6 +571,7 @@ impl<K: Key, V: Send + 'static, G: MergeAggregator<V>> Operator for SessionWindo
         let mut fired: Vec<(i64, K, i64, G::Acc)> = Vec::new();
         let mut min_end = i64::MAX;
         let deletes = &mut self.deletes;
+        let state_bytes = &mut self.state_bytes;
         self.keys.retain(|k, ks| {
             let before = ks.sessions.len();
             ks.sessions.retain_mut(|s| {
@@ -540,11 +590,14 @@ impl<K: Key, V: Send + 'static, G: MergeAggregator<V>> Operator for SessionWindo
                 if ks.persisted {
                     deletes.push(to_json(k));
                 }
+                *state_bytes -= ks.stored as i64;
                 return false;
             }
             true
         });
         self.min_end = min_end;
+        self.open -= fired.len();
+        self.gauges.windows(self.open, self.keys.len());
         fired.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         for (end, k, start, acc) in fired {
             let value = self.agg.finish(&acc);
@@ -565,13 +618,18 @@ impl<K: Key, V: Send + 'static, G: MergeAggregator<V>> Operator for SessionWindo
 
     fn on_checkpoint(&mut self, state: &mut StateWriter<'_>) {
         for (k, ks) in self.keys.iter_mut().filter(|(_, ks)| ks.dirty) {
-            state.put(&to_json(k), &to_json(&ks.sessions));
+            let (key, value) = (to_json(k), to_json(&ks.sessions));
+            state.put(&key, &value);
+            let stored = key.len() + value.len();
+            self.state_bytes += stored as i64 - ks.stored as i64;
+            ks.stored = stored;
             ks.dirty = false;
             ks.persisted = true;
         }
         for k in self.deletes.drain(..) {
             state.delete(&k);
         }
+        self.gauges.bytes(self.state_bytes);
     }
 
     fn on_restore(&mut self, state: &RestoredState) -> Result<()> {
@@ -582,15 +640,20 @@ impl<K: Key, V: Send + 'static, G: MergeAggregator<V>> Operator for SessionWindo
             for s in &sessions {
                 self.min_end = self.min_end.min(s.end);
             }
+            self.open += sessions.len();
+            self.state_bytes += (k.len() + v.len()) as i64;
             self.keys.insert(
                 key,
                 KeySessions {
                     sessions,
                     dirty: false,
                     persisted: true,
+                    stored: k.len() + v.len(),
                 },
             );
         }
+        self.gauges.bytes(self.state_bytes);
+        self.gauges.windows(self.open, self.keys.len());
         Ok(())
     }
 
