@@ -1,7 +1,10 @@
 //! The quickstart: `cargo run --release --example quickstart`
 //!
 //! Creates a topic in `./weir-data`, appends 1,000,000 records in batches of 1,000 with fsync
-//! durability, reads them all back, and prints what it did and how fast.
+//! durability, reads them all back, and prints what it did and how fast. `RUST_LOG` filters
+//! the log's own messages (e.g. `RUST_LOG=weir_log=debug`).
+
+mod common;
 
 use std::time::Instant;
 
@@ -14,6 +17,7 @@ const RECORDS: usize = 1_000_000;
 const BATCH: usize = 1_000;
 
 fn main() -> anyhow::Result<()> {
+    common::init_logging();
     let dir = std::path::Path::new("weir-data");
     let log = Log::open(dir).with_context(|| format!("opening the log in {}", dir.display()))?;
     if log.topic(TOPIC).is_none() {

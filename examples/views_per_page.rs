@@ -5,6 +5,12 @@
 //! views per page in one-minute windows until it has read all input, and prints the counts
 //! of the first windows and how many bad records went to the dead-letter topic. Run it
 //! again: the pipeline resumes from its checkpoint and counts only the new clicks.
+//!
+//! While it runs, its metrics are at http://127.0.0.1:9899/metrics (`--metrics-listen ADDR`
+//! to move them; dashboards/prometheus.yml scrapes that port). `RUST_LOG` filters the logs,
+//! e.g. `RUST_LOG=weir_stream=info` shows a line per checkpoint.
+
+mod common;
 
 use std::time::Instant;
 
@@ -25,7 +31,14 @@ const CLICKS: i64 = 1_000_000;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    common::init_logging();
     let app = App::open("weir-data").context("opening ./weir-data")?;
+    let listen = common::metrics_listen()?;
+    match app.serve_metrics(listen).await {
+        Ok(at) => println!("metrics at http://{at}/metrics"),
+        // The example is worth running without its metrics.
+        Err(e) => eprintln!("{e}; running without /metrics"),
+    }
     let log = app.log().clone();
     if log.topic("clicks").is_none() {
         log.create_topic("clicks", 1, TopicConfig::default())

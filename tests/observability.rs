@@ -1,7 +1,7 @@
-//! Metrics as Prometheus sees them: a live scrape of a broker under load passes
-//! `promtool check metrics`; a real Prometheus server scrapes it with the shipped config;
-//! and every query of the shipped Grafana dashboards parses, names metrics that the scrape
-//! has, and sits under a title that says what it shows.
+//! Metrics as Prometheus sees them: a live scrape of a broker under load, and of a running
+//! pipeline, passes `promtool check metrics`; a real Prometheus server scrapes each with the
+//! shipped config; and every query of the shipped Grafana dashboards parses, names metrics
+//! that the scrape has, and sits under a title that says what it shows.
 //!
 //! promtool and prometheus come from Debian's `prometheus` package (`.ci/run` installs it).
 //! With `WEIR_INTEROP_REQUIRED=1` a missing tool fails the test; elsewhere it is skipped
@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use weir_broker::{Broker, BrokerConfig};
 use weir_log::{CommittedOffset, Log, Record, TopicConfig, Unit};
 use weir_metrics::MetricsServer;
+use weir_stream::metrics::{Metrics, MetricsSnapshot};
+use weir_stream::{App, Topic, Tumbling, secs};
 
 /// A broker and its /metrics endpoint, served from a background runtime.
 struct Observed {
@@ -211,6 +213,11 @@ fn a_live_scrape_passes_promtool_check_metrics() {
             "{name} missing from the scrape:\n{body}"
         );
     }
+    promtool_check_metrics(&body);
+}
+
+/// `promtool check metrics` on a scrape says nothing (no error, no lint).
+fn promtool_check_metrics(body: &str) {
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -251,15 +258,38 @@ fn prometheus_scrapes_the_broker_with_the_shipped_config() {
     }
     let o = Observed::start();
     load(&o);
+    let last = prometheus_query(
+        ("127.0.0.1:9898", o.metrics),
+        "weir_log_appended_records_total%7Btopic%3D%22obs%22%7D",
+        "\"topic\":\"obs\"",
+    );
+    // The counter is the process's: other tests here append too, so at least this one's 200.
+    let value: f64 = last
+        .rsplit(",\"")
+        .next()
+        .and_then(|v| v.split('"').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        value >= 200.0,
+        "Prometheus should see at least the 200 appended records: {last}"
+    );
+}
+
+/// Runs Prometheus on loopback with the shipped config, its `target` (as the config has
+/// it) pointed at `metrics`, until the instant query `query` (URL-encoded) answers with
+/// `want` in it; returns that answer. Fails after 60 s.
+fn prometheus_query(target: (&str, SocketAddr), query: &str, want: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let shipped = std::fs::read_to_string(repo().join("dashboards/prometheus.yml")).unwrap();
-    // The shipped config with the ports this test picked, and a faster scrape.
+    // The shipped config with the port this test picked, and a faster scrape.
     let config = shipped
-        .replace("127.0.0.1:9898", &o.metrics.to_string())
+        .replace(target.0, &target.1.to_string())
         .replace("scrape_interval: 5s", "scrape_interval: 1s");
-    assert_ne!(
-        config, shipped,
-        "the shipped config no longer scrapes 127.0.0.1:9898"
+    assert!(
+        shipped.contains(target.0),
+        "the shipped config no longer scrapes {}",
+        target.0
     );
     let config_path = dir.path().join("prometheus.yml");
     std::fs::write(&config_path, config).unwrap();
@@ -285,12 +315,9 @@ fn prometheus_scrapes_the_broker_with_the_shipped_config() {
         if TcpStream::connect(web).is_err() {
             continue;
         }
-        let (_, body) = http_get(
-            web,
-            "/api/v1/query?query=weir_log_appended_records_total%7Btopic%3D%22obs%22%7D",
-        );
+        let (_, body) = http_get(web, &format!("/api/v1/query?query={query}"));
         last = body;
-        if last.contains("\"status\":\"success\"") && last.contains("\"topic\":\"obs\"") {
+        if last.contains("\"status\":\"success\"") && last.contains(want) {
             break true;
         }
     };
@@ -298,19 +325,9 @@ fn prometheus_scrapes_the_broker_with_the_shipped_config() {
     let _ = server.wait();
     assert!(
         found,
-        "Prometheus found no weir samples within 60 s; last answer: {last}"
+        "Prometheus found no sample of {query} with {want} within 60 s; last answer: {last}"
     );
-    // The counter is the process's: other tests here append too, so at least this one's 200.
-    let value: f64 = last
-        .rsplit(",\"")
-        .next()
-        .and_then(|v| v.split('"').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    assert!(
-        value >= 200.0,
-        "Prometheus should see at least the 200 appended records: {last}"
-    );
+    last
 }
 
 fn repo() -> &'static Path {
@@ -470,4 +487,266 @@ fn titles_are_checked_against_what_panels_query() {
         .len(),
         1
     );
+}
+
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Click {
+    page: String,
+    at: i64,
+}
+
+/// A windowed pipeline over an embedded log in a tempdir, running in a background runtime
+/// with its /metrics endpoint (served by `App::serve_metrics`), fed in-order, late and
+/// malformed records.
+struct RunningPipeline {
+    metrics: SocketAddr,
+    /// Event time of the first click: a minute ago, on a window boundary.
+    base: i64,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+fn clicks(times: impl Iterator<Item = i64>) -> Vec<Record> {
+    times
+        .map(|at| {
+            let click = Click {
+                page: format!("/p{}", at % 3),
+                at,
+            };
+            Record::value(at, serde_json::to_vec(&click).unwrap())
+        })
+        .collect()
+}
+
+/// Waits up to 30 s for the pipeline's counters to satisfy `done`.
+fn wait_for(metrics: &Metrics, what: &str, done: impl Fn(&MetricsSnapshot) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done(&metrics.snapshot()) {
+        assert!(
+            Instant::now() < deadline,
+            "the pipeline did not get to {what} in 30 s: {:?}",
+            metrics.snapshot()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl RunningPipeline {
+    /// Pipeline `name` counts clicks per page in one-second windows.
+    fn start(name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        log.create_topic("clicks", 1, TopicConfig::default())
+            .wait()
+            .unwrap();
+        let app = App::with_log(log.clone());
+        let pipeline = app
+            .pipeline(name)
+            .checkpoint_interval(Duration::from_millis(100));
+        let metrics = pipeline.metrics();
+        pipeline
+            .source::<Click>(Topic::json("clicks").event_time(|c: &Click| c.at))
+            .filter(|c| !c.page.is_empty())
+            .key_by(|c| c.page.clone())
+            .window(Tumbling::every(secs(1)))
+            .late(Topic::json(format!("{name}.late")))
+            .count()
+            .sink(Topic::json(format!("{name}.counts")));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let at = app
+                    .serve_metrics("127.0.0.1:0".parse().unwrap())
+                    .await
+                    .unwrap();
+                addr_tx.send(at).unwrap();
+                app.run_until(async { drop(stopped.await) }).await.unwrap();
+            });
+        });
+        let metrics_addr = addr_rx.recv().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let base = (now - 60_000) / 1000 * 1000;
+        // Ten seconds of clicks, in order: the first nine windows close.
+        log.append_records("clicks", 0, &clicks((0..200).map(|i| base + i * 50)))
+            .wait()
+            .unwrap();
+        wait_for(&metrics, "its first 200 records", |m| {
+            m.records_in >= 200 && m.records_out > 0 && m.checkpoints > 0
+        });
+        // Late: their window closed a while ago. Malformed: not a click.
+        log.append_records("clicks", 0, &clicks((0..3).map(|i| base + i)))
+            .wait()
+            .unwrap();
+        let bad: Vec<Record> = (0..2)
+            .map(|i| Record::value(base + 9_999, format!("{{not json {i}")))
+            .collect();
+        log.append_records("clicks", 0, &bad).wait().unwrap();
+        wait_for(&metrics, "the late and malformed records", |m| {
+            m.late_records >= 3 && m.dead_letters >= 2
+        });
+        // More input while it runs, so that the latest checkpoint holds late records too.
+        log.append_records("clicks", 0, &clicks((200..220).map(|i| base + i * 50)))
+            .wait()
+            .unwrap();
+        let checkpoints = metrics.snapshot().checkpoints;
+        wait_for(&metrics, "a checkpoint after everything", |m| {
+            m.records_in >= 225 && m.checkpoints > checkpoints
+        });
+        Self {
+            metrics: metrics_addr,
+            base,
+            stop: Some(stop),
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for RunningPipeline {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The value of the one sample `line_start` (name and labels, as the scrape prints them).
+fn sample(scrape: &str, line_start: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {line_start} in the scrape:\n{scrape}"))
+}
+
+#[test]
+fn a_running_pipeline_scrape_passes_promtool_check_metrics() {
+    let p = RunningPipeline::start("obs-promtool");
+    let (head, body) = http_get(p.metrics, "/metrics");
+    assert!(
+        head.to_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    let pl = "pipeline=\"obs-promtool\"";
+    // What the pipeline was fed shows, per operator and per pipeline.
+    assert_eq!(
+        sample(
+            &body,
+            &format!("weir_stream_records_in_total{{operator=\"source:clicks\",{pl}}}")
+        ),
+        225.0
+    );
+    assert_eq!(
+        sample(
+            &body,
+            &format!("weir_stream_records_out_total{{operator=\"source:clicks\",{pl}}}")
+        ),
+        223.0,
+        "the two malformed records go to the dead letters, not downstream"
+    );
+    assert!(
+        sample(
+            &body,
+            &format!("weir_stream_records_out_total{{operator=\"sink:obs-promtool.counts\",{pl}}}")
+        ) >= 9.0 * 3.0
+    );
+    assert_eq!(
+        sample(&body, &format!("weir_stream_late_records_total{{{pl}}}")),
+        3.0
+    );
+    assert_eq!(
+        sample(&body, &format!("weir_stream_dead_letters_total{{{pl}}}")),
+        2.0
+    );
+    assert!(sample(&body, &format!("weir_stream_checkpoints_total{{{pl}}}")) >= 2.0);
+    assert_eq!(
+        sample(
+            &body,
+            &format!("weir_stream_checkpoint_failures_total{{{pl}}}")
+        ),
+        0.0
+    );
+    // The watermark is the newest event time, 10.95 s after the first.
+    assert_eq!(
+        sample(
+            &body,
+            &format!("weir_stream_watermark_timestamp_seconds{{{pl}}}")
+        ),
+        (p.base + 219 * 50) as f64 / 1000.0
+    );
+    // The window [10 s, 11 s) is open for each of the three pages.
+    assert_eq!(
+        sample(&body, &format!("weir_stream_open_windows{{{pl}}}")),
+        3.0
+    );
+    assert_eq!(
+        sample(&body, &format!("weir_stream_state_entries{{{pl}}}")),
+        3.0
+    );
+    assert!(sample(&body, &format!("weir_stream_state_bytes{{{pl}}}")) > 0.0);
+    assert_eq!(
+        sample(
+            &body,
+            &format!("weir_stream_input_lag{{partition=\"0\",{pl},topic=\"clicks\"}}")
+        ),
+        0.0
+    );
+    for histogram in [
+        "weir_stream_processing_duration_seconds",
+        "weir_stream_end_to_end_latency_seconds",
+        "weir_stream_checkpoint_duration_seconds",
+        "weir_stream_checkpoint_size_bytes",
+    ] {
+        assert!(
+            sample(&body, &format!("{histogram}_count{{{pl}}}")) > 0.0,
+            "{histogram} has no observations"
+        );
+    }
+    // Window results reach the sink at least a minute after their event time (a minute is
+    // how old the clicks are), and less than an hour.
+    let e2e = "weir_stream_end_to_end_latency_seconds";
+    let mean = sample(&body, &format!("{e2e}_sum{{{pl}}}"))
+        / sample(&body, &format!("{e2e}_count{{{pl}}}"));
+    assert!((45.0..3600.0).contains(&mean), "mean latency {mean} s");
+    assert_eq!(
+        sample(&body, &format!("{e2e}_bucket{{{pl},le=\"30\"}}")),
+        0.0
+    );
+    if have("promtool") {
+        promtool_check_metrics(&body);
+    }
+}
+
+#[test]
+fn prometheus_scrapes_a_pipeline_with_the_shipped_config() {
+    if !have("prometheus") {
+        return;
+    }
+    let p = RunningPipeline::start("obs-prometheus");
+    let last = prometheus_query(
+        ("127.0.0.1:9899", p.metrics),
+        "weir_stream_records_in_total%7Bpipeline%3D%22obs-prometheus%22%7D",
+        "\"job\":\"weir-pipelines\"",
+    );
+    assert!(last.contains("\"operator\":\"source:clicks\""), "{last}");
+}
+
+#[test]
+fn pipelines_dashboard_queries_parse_and_name_live_metrics() {
+    let p = RunningPipeline::start("obs-dashboard");
+    let (_, scrape) = http_get(p.metrics, "/metrics");
+    check_dashboard("pipelines.json", &scrape);
 }

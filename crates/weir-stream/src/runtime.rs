@@ -313,6 +313,9 @@ impl Runner {
                 break;
             }
             if n == 0 {
+                // Nothing to do: see the checkpoint in flight through, so that it counts
+                // (and its duration shows) now rather than when the next one starts.
+                self.settle().await?;
                 let wait = self.idle_wait();
                 tokio::select! {
                     () = any_changed(&mut watches) => {}
