@@ -53,12 +53,13 @@ pub const GROUP_MEMBERS: &str = "weir_group_members";
 /// Counter {group}: rebalances completed (generations started).
 pub const GROUP_REBALANCES: &str = "weir_group_rebalances_total";
 
-// weir-stream: pipelines.
+// weir-stream: pipelines. Label `operator` is `source:<topic>`, `<n>-<name>` for the n-th
+// operator defined (`3-time-window`; its state table ends the same), or `sink:<topic>`.
 /// Counter {pipeline, operator}: records into an operator.
 pub const STREAM_RECORDS_IN: &str = "weir_stream_records_in_total";
 /// Counter {pipeline, operator}: records out of an operator.
 pub const STREAM_RECORDS_OUT: &str = "weir_stream_records_out_total";
-/// Histogram {pipeline}: time to process one batch of input records.
+/// Histogram {pipeline}: time to push one batch of input records through the operators.
 pub const STREAM_PROCESSING_DURATION: &str = "weir_stream_processing_duration_seconds";
 /// Histogram {pipeline}: wall clock minus event time of records reaching a sink.
 pub const STREAM_END_TO_END_LATENCY: &str = "weir_stream_end_to_end_latency_seconds";
@@ -70,7 +71,7 @@ pub const STREAM_LATE_RECORDS: &str = "weir_stream_late_records_total";
 pub const STREAM_DEAD_LETTERS: &str = "weir_stream_dead_letters_total";
 /// Gauge {pipeline}: windows open (not yet emitted).
 pub const STREAM_OPEN_WINDOWS: &str = "weir_stream_open_windows";
-/// Gauge {pipeline}: entries of keyed state.
+/// Gauge {pipeline}: entries of keyed state (one per key with open windows).
 pub const STREAM_STATE_ENTRIES: &str = "weir_stream_state_entries";
 /// Gauge {pipeline}: bytes of keyed state as last checkpointed.
 pub const STREAM_STATE_BYTES: &str = "weir_stream_state_bytes";

@@ -230,11 +230,17 @@ impl Metrics {
         self.end_to_end.add(tally);
     }
 
-    /// A checkpoint of `records` input records and `bytes` bytes was handed to the log.
-    pub(crate) fn checkpoint_started(&self, records: u64, bytes: u64) -> CheckpointStarted {
+    /// A checkpoint begun at `started`, of `records` input records and `bytes` bytes, was
+    /// handed to the log.
+    pub(crate) fn checkpoint_started(
+        &self,
+        started: Instant,
+        records: u64,
+        bytes: u64,
+    ) -> CheckpointStarted {
         self.checkpoint_size.observe(bytes as f64);
         CheckpointStarted {
-            started: Instant::now(),
+            started,
             span: tracing::info_span!(
                 "checkpoint",
                 pipeline = %self.pipeline,

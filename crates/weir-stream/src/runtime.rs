@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -228,6 +228,7 @@ impl Runner {
     /// Starts a checkpoint; it commits while the pipeline goes on (the next one waits).
     pub async fn checkpoint(&mut self) -> Result<()> {
         self.settle().await?;
+        let started = Instant::now();
         let mut unit = Unit::new();
         let mut store = MeasuredStore {
             inner: &mut unit,
@@ -258,7 +259,7 @@ impl Runner {
                 },
             );
         }
-        let started = (self.task.cx.metrics).checkpoint_started(self.records_since, bytes);
+        let started = (self.task.cx.metrics).checkpoint_started(started, self.records_since, bytes);
         self.inflight = Some((self.log.commit(unit), started));
         self.records_since = 0;
         self.changed = false;
