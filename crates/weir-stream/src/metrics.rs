@@ -288,6 +288,16 @@ impl Metrics {
         p
     }
 
+    /// Open windows, state entries and state bytes as the gauges show them.
+    #[cfg(test)]
+    pub(crate) fn state_gauges(&self) -> (i64, i64, i64) {
+        (
+            self.open_windows.get(),
+            self.state_entries.get(),
+            self.state_bytes.get(),
+        )
+    }
+
     /// The counters now (this pipeline's own, since it was defined).
     pub fn snapshot(&self) -> MetricsSnapshot {
         let g = |c: Counter| self.local[c as usize].load(Ordering::Relaxed);

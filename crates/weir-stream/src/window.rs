@@ -661,3 +661,116 @@ impl<K: Key, V: Send + 'static, G: MergeAggregator<V>> Operator for SessionWindo
         "session-window"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::aggregate::Count;
+    use crate::metrics::Metrics;
+    use crate::operator::StateStore;
+
+    /// One state table, as a checkpoint leaves it.
+    #[derive(Default)]
+    struct Table(BTreeMap<Vec<u8>, Vec<u8>>);
+
+    impl StateStore for Table {
+        fn put(&mut self, _table: &str, key: &[u8], value: &[u8]) {
+            self.0.insert(key.to_vec(), value.to_vec());
+        }
+        fn delete(&mut self, _table: &str, key: &[u8]) {
+            self.0.remove(key);
+        }
+    }
+
+    impl Table {
+        /// Checkpoints `op` into the table; returns the table's bytes (keys and values).
+        fn checkpoint<O: Operator>(&mut self, op: &mut O) -> i64 {
+            op.on_checkpoint(&mut StateWriter {
+                table: "t",
+                store: self,
+            });
+            self.0.iter().map(|(k, v)| (k.len() + v.len()) as i64).sum()
+        }
+    }
+
+    #[test]
+    fn session_gauges_follow_open_sessions_keys_and_checkpointed_bytes() {
+        let m = Arc::new(Metrics::new("window-gauges-test"));
+        let mut op = SessionWindowOp::<u32, u32, Count>::new(
+            Session::gap(millis(10)),
+            Count,
+            None,
+            StateGauges::new(m.clone()),
+        );
+        let mut cx = Context::new(m.clone());
+        let mut out = Vec::new();
+        let mut table = Table::default();
+        // Key 1: two sessions, [0, 10) and [100, 110); key 2: [0, 10) and [5, 15) merge.
+        let input = [(0, 1), (100, 1), (0, 2), (5, 2)];
+        op.process(
+            input.iter().map(|&(t, k)| Event::new(t, (k, 0))).collect(),
+            &mut out,
+            &mut cx,
+        );
+        assert_eq!(m.state_gauges(), (3, 2, 0), "nothing checkpointed yet");
+        let bytes = table.checkpoint(&mut op);
+        assert!(bytes > 0);
+        assert_eq!(m.state_gauges(), (3, 2, bytes));
+        cx.watermark = 50;
+        op.on_watermark(&mut out, &mut cx);
+        assert_eq!(out.len(), 2);
+        let (open, entries, _) = m.state_gauges();
+        assert_eq!((open, entries), (1, 1), "key 1's [100, 110) is open");
+        let bytes = table.checkpoint(&mut op);
+        assert_eq!(table.0.len(), 1, "key 2 is deleted");
+        assert_eq!(m.state_gauges().2, bytes);
+        drop(op);
+        assert_eq!(
+            m.state_gauges(),
+            (0, 0, 0),
+            "a dropped operator takes its share"
+        );
+    }
+
+    #[test]
+    fn time_window_gauges_follow_open_windows_and_restore() {
+        let m = Arc::new(Metrics::new("time-window-gauges-test"));
+        let spec = Hopping::of(millis(10), millis(5));
+        let gauges = || StateGauges::new(m.clone());
+        let mut op = TimeWindowOp::<u32, u32, Count>::new(spec, Count, None, gauges());
+        let mut cx = Context::new(m.clone());
+        let mut out = Vec::new();
+        // t = 7 is in [0, 10) and [5, 15); t = 12 in [5, 15) and [10, 20).
+        op.process(
+            vec![Event::new(7, (1, 0)), Event::new(12, (2, 0))],
+            &mut out,
+            &mut cx,
+        );
+        assert_eq!(m.state_gauges(), (4, 2, 0));
+        let mut table = Table::default();
+        let bytes = table.checkpoint(&mut op);
+        assert_eq!(m.state_gauges(), (4, 2, bytes));
+        drop(op);
+        assert_eq!(m.state_gauges(), (0, 0, 0));
+        let mut restored = TimeWindowOp::<u32, u32, Count>::new(spec, Count, None, gauges());
+        restored
+            .on_restore(&RestoredState {
+                table: "t".into(),
+                entries: table.0.clone().into_iter().collect(),
+            })
+            .unwrap();
+        assert_eq!(
+            m.state_gauges(),
+            (4, 2, bytes),
+            "restored state counts again"
+        );
+        cx.watermark = 10;
+        restored.on_watermark(&mut out, &mut cx);
+        assert_eq!(m.state_gauges().0, 3, "[0, 10) closed");
+        // Key 1 keeps [5, 15): its entry shrinks at the next checkpoint.
+        let bytes = table.checkpoint(&mut restored);
+        assert_eq!(m.state_gauges(), (3, 2, bytes));
+    }
+}
