@@ -8,25 +8,73 @@
 //! loudly.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::oneshot;
 use weir_broker::{Broker, BrokerConfig};
 use weir_log::{CommittedOffset, Log, Record, TopicConfig, Unit};
 use weir_metrics::MetricsServer;
 use weir_stream::metrics::{Metrics, MetricsSnapshot};
 use weir_stream::{App, Topic, Tumbling, secs};
 
+/// A tokio runtime on a thread of its own, serving until dropped.
+struct Background {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Runs `serve` on the runtime; it sends what the caller needs (its addresses) on the
+    /// channel, which `start` returns, and stops when the receiver resolves.
+    fn start<A, F>(
+        serve: impl FnOnce(mpsc::Sender<A>, oneshot::Receiver<()>) -> F + Send + 'static,
+    ) -> (Self, A)
+    where
+        A: Send + 'static,
+        F: Future<Output = ()>,
+    {
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (stop, stopped) = oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(serve(addr_tx, stopped));
+        });
+        let sent = addr_rx.recv().unwrap();
+        let bg = Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        };
+        (bg, sent)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A broker and its /metrics endpoint, served from a background runtime.
 struct Observed {
     broker: SocketAddr,
     metrics: SocketAddr,
     log: Log,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _served: Background,
     _dir: tempfile::TempDir,
 }
 
@@ -34,50 +82,29 @@ impl Observed {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path()).unwrap();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = log.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
+        let (bg, (broker, metrics)) = Background::start(|addr_tx, stopped| async move {
+            let metrics = MetricsServer::bind("127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap()
+                .spawn();
+            let config = BrokerConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..BrokerConfig::default()
+            };
+            let broker = Broker::bind(served, config).await.unwrap();
+            addr_tx.send((broker.local_addr(), metrics)).unwrap();
+            broker
+                .run_until(async { drop(stopped.await) })
+                .await
                 .unwrap();
-            rt.block_on(async move {
-                let metrics = MetricsServer::bind("127.0.0.1:0".parse().unwrap())
-                    .await
-                    .unwrap()
-                    .spawn();
-                let config = BrokerConfig {
-                    listen: "127.0.0.1:0".parse().unwrap(),
-                    ..BrokerConfig::default()
-                };
-                let broker = Broker::bind(served, config).await.unwrap();
-                addr_tx.send((broker.local_addr(), metrics)).unwrap();
-                broker
-                    .run_until(async { drop(stopped.await) })
-                    .await
-                    .unwrap();
-            });
         });
-        let (broker, metrics) = addr_rx.recv().unwrap();
         Self {
             broker,
             metrics,
             log,
-            stop: Some(stop),
-            thread: Some(thread),
+            _served: bg,
             _dir: dir,
-        }
-    }
-}
-
-impl Drop for Observed {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }
@@ -502,8 +529,7 @@ struct RunningPipeline {
     metrics: SocketAddr,
     /// Event time of the first click: a minute ago, on a window boundary.
     base: i64,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _running: Background,
     _dir: tempfile::TempDir,
 }
 
@@ -553,24 +579,14 @@ impl RunningPipeline {
             .late(Topic::json(format!("{name}.late")))
             .count()
             .sink(Topic::json(format!("{name}.counts")));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
+        let (running, metrics_addr) = Background::start(|addr_tx, stopped| async move {
+            let at = app
+                .serve_metrics("127.0.0.1:0".parse().unwrap())
+                .await
                 .unwrap();
-            rt.block_on(async move {
-                let at = app
-                    .serve_metrics("127.0.0.1:0".parse().unwrap())
-                    .await
-                    .unwrap();
-                addr_tx.send(at).unwrap();
-                app.run_until(async { drop(stopped.await) }).await.unwrap();
-            });
+            addr_tx.send(at).unwrap();
+            app.run_until(async { drop(stopped.await) }).await.unwrap();
         });
-        let metrics_addr = addr_rx.recv().unwrap();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -605,20 +621,8 @@ impl RunningPipeline {
         Self {
             metrics: metrics_addr,
             base,
-            stop: Some(stop),
-            thread: Some(thread),
+            _running: running,
             _dir: dir,
-        }
-    }
-}
-
-impl Drop for RunningPipeline {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }
