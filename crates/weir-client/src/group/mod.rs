@@ -97,7 +97,8 @@ pub enum Rebalance<'a> {
     Assigned(&'a [(String, i32)]),
 }
 
-type Callback = Box<dyn FnMut(Rebalance<'_>) + Send>;
+/// Behind a mutex only so that the member is `Sync` (its `&self` methods run across awaits).
+type Callback = std::sync::Mutex<Box<dyn FnMut(Rebalance<'_>) + Send>>;
 
 /// A member of a consumer group reading the partitions the group gives it.
 pub struct GroupConsumer {
@@ -175,7 +176,7 @@ impl GroupConsumer {
 
     /// Calls `f` when partitions are revoked (before a rejoin) and assigned (after one).
     pub fn on_rebalance(&mut self, f: impl FnMut(Rebalance<'_>) + Send + 'static) {
-        self.callback = Some(Box::new(f));
+        self.callback = Some(std::sync::Mutex::new(Box::new(f)));
     }
 
     /// The partitions this member reads, sorted.
@@ -349,6 +350,12 @@ impl GroupConsumer {
         Ok((request, version))
     }
 
+    fn tell(&self, event: Rebalance<'_>) {
+        if let Some(cb) = &self.callback {
+            (cb.lock().unwrap_or_else(|e| e.into_inner()))(event);
+        }
+    }
+
     fn stop_heartbeat(&mut self) {
         if let Some(h) = self.heartbeat.take() {
             h.abort();
@@ -361,9 +368,7 @@ impl GroupConsumer {
         }
         let revoked = std::mem::take(&mut self.assignment);
         self.consumer.unassign();
-        if let Some(cb) = &mut self.callback {
-            cb(Rebalance::Revoked(&revoked));
-        }
+        self.tell(Rebalance::Revoked(&revoked));
     }
 
     async fn join(&mut self) -> Result<()> {
@@ -400,9 +405,7 @@ impl GroupConsumer {
             self.generation,
             self.config.heartbeat_interval,
         )));
-        if let Some(cb) = &mut self.callback {
-            cb(Rebalance::Assigned(&self.assignment));
-        }
+        self.tell(Rebalance::Assigned(&self.assignment));
         Ok(())
     }
 
