@@ -400,7 +400,7 @@ fn reset_offsets_is_refused_while_the_group_has_members_and_works_when_empty() {
 
     weir_ok(
         &broker,
-        &["produce", "rt", "--partition", "0"],
+        &["produce", "rt", "--partition", "0", "--idempotent"],
         b"r10\nr11\n",
     );
     let status = wait_bounded(&mut member, Duration::from_secs(30));

@@ -726,3 +726,34 @@ async fn idempotent_producer_keeps_order_and_counts_with_many_batches_in_flight(
     assert_eq!(last, [999, 999, 999]);
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_offset_outside_the_log_is_reset_as_auto_offset_reset_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Running::start(dir.path(), any_port(), None).await;
+    let client = Client::connect(&broker.addr.to_string()).await.unwrap();
+    client.create_topic(NewTopic::new("gone", 1)).await.unwrap();
+    let producer = Producer::new(client.clone(), ProducerConfig::default()).unwrap();
+    for i in 0..3 {
+        producer
+            .send(ProducerRecord::new("gone", format!("v{i}")))
+            .await
+            .unwrap();
+    }
+    producer.flush().await;
+    // An offset past the end, as after the topic was deleted and created again.
+    let offsets = BTreeMap::from([(("gone".to_string(), 0), 100)]);
+    client.alter_group_offsets("lost", &offsets).await.unwrap();
+
+    let config = member_config("lost", Assignor::Range);
+    let mut member = GroupConsumer::new(client.clone(), config, &["gone"]).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < 3 {
+        assert!(Instant::now() < deadline, "read {got:?}");
+        got.extend(member.poll().await.unwrap().into_iter().map(|r| r.offset));
+    }
+    assert_eq!(got, [0, 1, 2], "reset to earliest");
+    member.close().await.unwrap();
+    broker.stop().await;
+}

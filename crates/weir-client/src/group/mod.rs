@@ -238,6 +238,13 @@ impl GroupConsumer {
         }
         match self.consumer.poll().await {
             Ok(records) => Ok(records),
+            Err(e) if e.kafka_code() == Some(kafka_protocol::ResponseError::OffsetOutOfRange) => {
+                // A committed offset no longer in the log (retention, a recreated topic):
+                // start over as auto.offset.reset says, as Kafka's consumers do.
+                tracing::warn!(group = %self.config.group_id, error = %e, "position outside the log; resetting");
+                self.reset_out_of_range().await?;
+                Ok(Vec::new())
+            }
             Err(e) if e.is_retriable() => {
                 tracing::debug!(group = %self.config.group_id, error = %e, "fetch failed; will retry");
                 tokio::time::sleep(self.config.retry_backoff).await;
@@ -556,6 +563,34 @@ impl GroupConsumer {
                     .with_assignment(encode_assignment(&partitions))
             })
             .collect())
+    }
+
+    /// Moves every assigned partition whose position is outside its log to where
+    /// auto.offset.reset says.
+    async fn reset_out_of_range(&mut self) -> Result<()> {
+        let client = self.link.client.clone();
+        for (topic, partition) in self.assignment.clone() {
+            let Some(position) = self.consumer.position(&topic, partition) else {
+                continue;
+            };
+            let earliest = client
+                .list_offsets(&topic, &[(partition, Offset::Earliest)])
+                .await?;
+            let latest = client
+                .list_offsets(&topic, &[(partition, Offset::Latest)])
+                .await?;
+            let (Some(&(_, lo)), Some(&(_, hi))) = (earliest.first(), latest.first()) else {
+                continue;
+            };
+            if position < lo || position > hi {
+                let to = match self.config.auto_offset_reset {
+                    AutoOffsetReset::Earliest => Offset::Earliest,
+                    AutoOffsetReset::Latest => Offset::Latest,
+                };
+                self.consumer.seek(&topic, partition, to).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Positions every assigned partition at its committed offset, or per auto.offset.reset.
