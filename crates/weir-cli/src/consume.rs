@@ -89,10 +89,7 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
             .with_context(|| format!("cannot read topic {}", args.topic))?;
         if records.is_empty() {
             out.flush().context("cannot write to stdout")?;
-            if args
-                .timeout_ms
-                .is_some_and(|t| last_record.elapsed() >= Duration::from_millis(t))
-            {
+            if idle_too_long(args.timeout_ms, last_record) {
                 break;
             }
             continue;
@@ -110,6 +107,11 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
     }
     out.flush().context("cannot write to stdout")?;
     Ok(())
+}
+
+/// Whether no record came for longer than `--timeout-ms`.
+fn idle_too_long(timeout_ms: Option<u64>, last_record: Instant) -> bool {
+    timeout_ms.is_some_and(|t| last_record.elapsed() >= Duration::from_millis(t))
 }
 
 fn print_record(out: &mut impl Write, r: &ConsumerRecord, format: Format) -> std::io::Result<()> {
@@ -172,10 +174,7 @@ async fn run_in_group(client: Client, group: String, args: &ConsumeArgs) -> Resu
                 () = &mut shutdown => break,
             };
             if records.is_empty() {
-                if args
-                    .timeout_ms
-                    .is_some_and(|t| last_record.elapsed() >= Duration::from_millis(t))
-                {
+                if idle_too_long(args.timeout_ms, last_record) {
                     break;
                 }
                 continue;

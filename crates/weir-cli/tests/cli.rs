@@ -264,6 +264,15 @@ fn weir_ok(broker: &BrokerProcess, args: &[&str], stdin: &[u8]) -> String {
     out
 }
 
+/// `weir group reset-offsets GROUP --topic TOPIC HOW`, asserting success.
+fn reset_offsets(broker: &BrokerProcess, group: &str, topic: &str, how: &str) -> String {
+    weir_ok(
+        broker,
+        &["group", "reset-offsets", group, "--topic", topic, how],
+        b"",
+    )
+}
+
 /// The line of `describe` output for partition `p` of `topic`, split into columns.
 fn partition_row(describe: &str, topic: &str, p: i32) -> Vec<String> {
     describe
@@ -334,19 +343,7 @@ fn reset_offsets_is_refused_while_the_group_has_members_and_works_when_empty() {
         lines.as_bytes(),
     );
 
-    let out = weir_ok(
-        &broker,
-        &[
-            "group",
-            "reset-offsets",
-            "g2",
-            "--topic",
-            "rt",
-            "--to-offset",
-            "7",
-        ],
-        b"",
-    );
+    let out = reset_offsets(&broker, "g2", "rt", "--to-offset=7");
     assert!(out.contains("NEW-OFFSET"), "{out}");
     let described = weir_ok(&broker, &["group", "describe", "g2"], b"");
     assert_eq!(partition_row(&described, "rt", 0)[2..5], ["7", "10", "3"]);
@@ -418,33 +415,11 @@ fn reset_offsets_is_refused_while_the_group_has_members_and_works_when_empty() {
     );
 
     // The member left on exit: the group is empty and can be reset.
-    weir_ok(
-        &broker,
-        &[
-            "group",
-            "reset-offsets",
-            "g2",
-            "--topic",
-            "rt",
-            "--to-earliest",
-        ],
-        b"",
-    );
+    reset_offsets(&broker, "g2", "rt", "--to-earliest");
     let described = weir_ok(&broker, &["group", "describe", "g2"], b"");
     assert!(described.contains("state Empty"), "{described}");
     assert_eq!(partition_row(&described, "rt", 0)[2..5], ["0", "12", "12"]);
-    weir_ok(
-        &broker,
-        &[
-            "group",
-            "reset-offsets",
-            "g2",
-            "--topic",
-            "rt",
-            "--to-latest",
-        ],
-        b"",
-    );
+    reset_offsets(&broker, "g2", "rt", "--to-latest");
     let described = weir_ok(&broker, &["group", "describe", "g2"], b"");
     assert!(described.contains("total lag 0"), "{described}");
 

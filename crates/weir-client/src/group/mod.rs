@@ -426,12 +426,7 @@ impl GroupConsumer {
             .with_session_timeout_ms(millis(self.config.session_timeout))
             .with_rebalance_timeout_ms(millis(self.config.rebalance_timeout))
             .with_member_id(StrBytes::from_string(self.member_id.clone()))
-            .with_group_instance_id(
-                self.config
-                    .group_instance_id
-                    .clone()
-                    .map(StrBytes::from_string),
-            )
+            .with_group_instance_id(self.instance_id())
             .with_protocol_type(StrBytes::from_static_str(PROTOCOL_TYPE))
             .with_protocols(
                 self.config
@@ -477,12 +472,7 @@ impl GroupConsumer {
             .with_group_id(GroupId(StrBytes::from_string(group.clone())))
             .with_generation_id(self.generation)
             .with_member_id(StrBytes::from_string(self.member_id.clone()))
-            .with_group_instance_id(
-                self.config
-                    .group_instance_id
-                    .clone()
-                    .map(StrBytes::from_string),
-            )
+            .with_group_instance_id(self.instance_id())
             .with_protocol_type(Some(StrBytes::from_static_str(PROTOCOL_TYPE)))
             .with_protocol_name(Some(StrBytes::from_string(protocol)))
             .with_assignments(assignments);
@@ -507,6 +497,13 @@ impl GroupConsumer {
                 ),
             })?;
         Ok(Attempt::Joined(assignment))
+    }
+
+    fn instance_id(&self) -> Option<StrBytes> {
+        self.config
+            .group_instance_id
+            .clone()
+            .map(StrBytes::from_string)
     }
 
     async fn coordinator_trouble(&self, code: i16, what: &str) -> ClientError {
