@@ -757,3 +757,57 @@ async fn a_committed_offset_outside_the_log_is_reset_as_auto_offset_reset_says()
     member.close().await.unwrap();
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_the_coordinator_dropped_learns_it_and_rejoins() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Running::start(dir.path(), any_port(), None).await;
+    let client = Client::connect(&broker.addr.to_string()).await.unwrap();
+    client
+        .create_topic(NewTopic::new("expiry", 2))
+        .await
+        .unwrap();
+    // Heartbeats far apart compared with the session: the coordinator drops the member
+    // between two of them.
+    let config = GroupConfig {
+        session_timeout: Duration::from_secs(1),
+        heartbeat_interval: Duration::from_secs(60),
+        ..member_config("expiring", Assignor::Range)
+    };
+    let mut member = GroupConsumer::new(client.clone(), config, &["expiry"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while member.assignment().len() < 2 {
+        assert!(Instant::now() < deadline, "never joined");
+        member.poll().await.unwrap();
+    }
+    let (first_id, first_generation) = (member.member_id().to_string(), member.generation());
+    loop {
+        let d = client.describe_group("expiring").await.unwrap();
+        if d.members.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the session never expired: {d:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = member.commit().await.unwrap_err();
+    let code = refused.kafka_code().map(|c| c.code());
+    assert!(
+        matches!(code, Some(22 | 25)),
+        "a dropped member's commit is refused with ILLEGAL_GENERATION or UNKNOWN_MEMBER_ID: {refused}"
+    );
+    assert!(member.rebalance_pending(), "the refusal asks for a rejoin");
+    member.poll().await.unwrap();
+    assert_eq!(member.assignment().len(), 2, "rejoined with the partitions");
+    assert!(
+        member.member_id() != first_id || member.generation() > first_generation,
+        "a new membership: {} gen {} after {first_id} gen {first_generation}",
+        member.member_id(),
+        member.generation()
+    );
+    member.commit().await.unwrap();
+    member.close().await.unwrap();
+    broker.stop().await;
+}
