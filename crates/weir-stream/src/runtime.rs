@@ -34,7 +34,7 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-async fn ensure_topic(log: &Log, name: &str, partitions: i32) -> Result<i32> {
+pub(crate) async fn ensure_topic(log: &Log, name: &str, partitions: i32) -> Result<i32> {
     if let Some(t) = log.topic(name) {
         return Ok(t.partitions);
     }
@@ -141,8 +141,9 @@ impl Runner {
         if total == 0 {
             self.task.advance(now_ms());
         }
-        if self.task.cx.watermark != watermark {
-            // Windows may have closed (an input went idle): their results need a checkpoint.
+        if self.task.cx.watermark != watermark || self.task.source_mark_moved() {
+            // Windows may have closed (an input went idle): their results need a checkpoint;
+            // or the other tasks of a parallel pipeline wait for this one's watermark.
             self.changed = true;
         }
         Ok(total)

@@ -1,0 +1,156 @@
+//! Runs a pipeline as one task per input partition, each a checkpointed [`Runner`] on
+//! tokio.
+//!
+//! The pipeline is defined by a function that is called once per task (and once more to
+//! find its inputs): task `i` of `n` reads partition `i` of every input, keeps its own
+//! state tables (`<pipeline>/<i>/...`) and commits its own checkpoints. `n` is the largest
+//! partition count among the pipeline's source topics. Keyed streams reach the task that
+//! owns their key through repartition topics (see `repartition.rs`). All tasks commit
+//! their input offsets under the pipeline's name as consumer group.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use weir_log::Log;
+
+use crate::error::{Result, StreamError};
+use crate::graph::lock;
+use crate::pipeline::{Graph, Pipeline, TaskSlot};
+use crate::repartition::topic_name;
+use crate::runtime::{Runner, ensure_topic};
+
+/// How often a batch run (`run_to_end`) checks whether every task has caught up.
+const CAUGHT_UP_POLL: Duration = Duration::from_millis(10);
+
+/// Defines one task's copy of a pipeline.
+pub(crate) type Build = Arc<dyn Fn(&Pipeline) + Send + Sync>;
+
+/// A pipeline that runs as one task per input partition.
+pub(crate) struct ParallelPipeline {
+    pub name: String,
+    pub build: Build,
+}
+
+fn instance(name: &str, build: &Build, task: Option<TaskSlot>) -> Graph {
+    let (p, g) = Pipeline::new(name);
+    lock(&g).task = task;
+    build(&p);
+    lock(&g).take()
+}
+
+fn invalid(pipeline: &str, reason: String) -> StreamError {
+    StreamError::InvalidPipeline {
+        pipeline: pipeline.to_string(),
+        reason,
+    }
+}
+
+impl ParallelPipeline {
+    /// Starts every task, runs them until `stop` turns true (or, with `to_end`, until all
+    /// inputs, repartition topics included, are read and committed), then stops each with
+    /// a last checkpoint.
+    pub async fn run(self, log: Log, mut stop: watch::Receiver<bool>, to_end: bool) -> Result<()> {
+        let name = self.name.clone();
+        let probe = instance(&name, &self.build, None);
+        if let Some(reason) = probe.errors.first() {
+            return Err(invalid(&name, reason.clone()));
+        }
+        let sources: Vec<(String, i32)> = (probe.sources.iter())
+            .map(|s| (s.topic().to_string(), s.create_partitions()))
+            .collect();
+        let metrics = probe.metrics.clone();
+        drop(probe);
+        let mut parallelism = 1;
+        for (topic, partitions) in sources {
+            parallelism = parallelism.max(ensure_topic(&log, &topic, partitions).await?);
+        }
+        let mut topics = BTreeSet::new();
+        let mut runners = Vec::new();
+        for index in 0..parallelism {
+            let mut graph = instance(&name, &self.build, Some(TaskSlot { index, parallelism }));
+            graph.metrics = metrics.clone();
+            topics.extend(graph.sources.iter().map(|s| s.topic().to_string()));
+            for n in 1..=graph.repartitions.len() {
+                let topic = topic_name(&name, n);
+                if let Some(t) = log.topic(&topic).filter(|t| t.partitions != parallelism) {
+                    drop(graph);
+                    return Err(invalid(
+                        &name,
+                        format!(
+                            "its repartition topic {topic:?} has {} partitions but the pipeline now runs as {parallelism} tasks; keys would move between tasks and their state. Keep the input partition count, or delete the pipeline's internal topics and state to start over",
+                            t.partitions
+                        ),
+                    ));
+                }
+            }
+            runners.push(Runner::start(log.clone(), graph).await?);
+        }
+        tracing::info!(pipeline = %name, tasks = parallelism, "parallel pipeline started");
+
+        let (tx, rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for r in runners {
+            tasks.spawn(r.run(rx.clone(), false));
+        }
+        let mut result = Ok(());
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            tokio::select! {
+                _ = stop.changed() => {}
+                ended = tasks.join_next() => {
+                    // A task ended on its own: an error, or a panic.
+                    if let Some(r) = ended {
+                        result = joined(&name, r);
+                    }
+                    break;
+                }
+                () = tokio::time::sleep(CAUGHT_UP_POLL), if to_end => {
+                    if caught_up(&log, &name, &topics)? {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(true);
+        while let Some(r) = tasks.join_next().await {
+            let r = joined(&name, r);
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+}
+
+fn joined(name: &str, r: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
+    r.unwrap_or_else(|e| {
+        Err(invalid(
+            name,
+            format!("a task panicked (a bug in an operator): {e}"),
+        ))
+    })
+}
+
+/// Whether the pipeline's group has committed every partition of `topics` up to its end:
+/// then each task's outputs for all input so far are committed too (they ride in the same
+/// checkpoints as the offsets).
+fn caught_up(log: &Log, group: &str, topics: &BTreeSet<String>) -> Result<bool> {
+    for t in topics {
+        let partitions = log.topic(t).map_or(0, |t| t.partitions);
+        for p in 0..partitions {
+            let bounds = log.bounds(t, p)?;
+            let committed = log
+                .committed_offset(group, t, p)?
+                .map_or(bounds.log_start, |c| c.offset);
+            if committed < bounds.high_watermark {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}

@@ -1,0 +1,218 @@
+//! Parallel pipelines (one task per input partition, keys routed through a repartition
+//! topic) against a brute-force reference and against the same pipeline run as one task:
+//! random keyed events over several partitions, each partition out of order within the
+//! source's bound, windowed by tumbling and hopping windows.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+use weir_log::{Log, Record, TopicConfig};
+use weir_stream::{App, Hopping, Pipeline, Topic, Tumbling, Windowed};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Event {
+    key: u8,
+    value: i64,
+    at: i64,
+}
+
+const BOUND: i64 = 100;
+const SIZE: i64 = 200;
+const SLIDE: i64 = 50;
+
+/// Events per partition, in the order they are appended.
+type Partitions = Vec<Vec<Event>>;
+
+fn partitions() -> impl Strategy<Value = Partitions> {
+    (2usize..=3).prop_flat_map(|n| {
+        let one = prop::collection::vec((0u8..6, -50i64..50, 0i64..40, 0..=BOUND), 1..200)
+            .prop_map(|steps| {
+                let mut base = 0;
+                steps
+                    .into_iter()
+                    .map(|(key, value, step, back)| {
+                        base += step;
+                        // Never more than BOUND behind the partition's largest time so far.
+                        Event {
+                            key,
+                            value,
+                            at: base - back,
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            });
+        prop::collection::vec(one, n)
+    })
+}
+
+fn tumbling_count(p: &Pipeline, input: &str, out: &str, repartition: bool) {
+    let keyed = p.source::<Event>(source(input)).key_by(|e: &Event| e.key);
+    let keyed = if repartition {
+        keyed.repartition()
+    } else {
+        keyed
+    };
+    keyed
+        .window(Tumbling::every(ms(SIZE)))
+        .count()
+        .sink(Topic::json(out));
+}
+
+fn hopping_sum(p: &Pipeline, input: &str, out: &str, repartition: bool) {
+    let keyed = p
+        .source::<Event>(source(input))
+        .filter(|e| e.value != 0)
+        .key_by(|e: &Event| e.key);
+    let keyed = if repartition {
+        keyed.repartition()
+    } else {
+        keyed
+    };
+    keyed
+        .window(Hopping::of(ms(SIZE), ms(SLIDE)))
+        .sum(|e| e.value)
+        .sink(Topic::json(out));
+}
+
+fn source(topic: &str) -> Topic<Event> {
+    Topic::json(topic)
+        .event_time(|e: &Event| e.at)
+        .out_of_orderness(ms(BOUND))
+}
+
+fn ms(n: i64) -> Duration {
+    Duration::from_millis(n as u64)
+}
+
+/// (key, start) -> value of every window closed by the final watermark: the smallest of
+/// the partitions' largest times less the bound. No event is late: each partition keeps
+/// within the bound, and the watermark never passes a partition's own.
+fn reference(parts: &Partitions, size: i64, slide: i64, sum: bool) -> Vec<Windowed<u8, i64>> {
+    let watermark = parts
+        .iter()
+        .map(|p| p.iter().map(|e| e.at).max().unwrap() - BOUND)
+        .min()
+        .unwrap();
+    let mut windows: BTreeMap<(u8, i64), (i64, bool)> = BTreeMap::new();
+    for e in parts.iter().flatten() {
+        if sum && e.value == 0 {
+            continue;
+        }
+        let mut start = e.at.div_euclid(slide) * slide;
+        while start + size > e.at {
+            if start + size <= watermark {
+                let w = windows.entry((e.key, start)).or_default();
+                w.0 += if sum { e.value } else { 1 };
+                w.1 = true;
+            }
+            start -= slide;
+        }
+    }
+    windows
+        .into_iter()
+        .filter(|(_, (_, seen))| *seen)
+        .map(|((key, start), (value, _))| Windowed {
+            key,
+            start,
+            end: start + size,
+            value,
+        })
+        .collect()
+}
+
+fn read_sorted(log: &Log, topic: &str) -> Vec<Windowed<u8, i64>> {
+    let mut out = Vec::new();
+    for p in 0..log.topic(topic).unwrap().partitions {
+        let mut at = 0;
+        loop {
+            let f = log.read(topic, p, at, 1 << 20).unwrap();
+            let recs = f.decode_from(at).unwrap();
+            let Some(last) = recs.last() else { break };
+            at = last.offset + 1;
+            out.extend(
+                recs.iter()
+                    .map(|r| serde_json::from_slice(r.value.as_deref().unwrap()).unwrap()),
+            );
+        }
+    }
+    out.sort_by_key(|w: &Windowed<u8, i64>| (w.key, w.start));
+    out
+}
+
+async fn run(parts: &Partitions) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::open(dir.path()).unwrap();
+    let keep = TopicConfig {
+        retention_ms: -1,
+        ..TopicConfig::default()
+    };
+    let n = parts.len() as i32;
+    app.log().create_topic("in", n, keep).await.unwrap();
+    for (p, events) in parts.iter().enumerate() {
+        let recs: Vec<Record> = events
+            .iter()
+            .map(|e| Record::value(e.at, serde_json::to_vec(e).unwrap()))
+            .collect();
+        app.log()
+            .append_records("in", p as i32, &recs)
+            .await
+            .unwrap();
+    }
+    app.parallel("tumbling", |p| tumbling_count(p, "in", "tumbling", true));
+    app.parallel("hopping", |p| hopping_sum(p, "in", "hopping", true));
+    tumbling_count(&app.pipeline("tumbling-1"), "in", "tumbling-1", false);
+    hopping_sum(&app.pipeline("hopping-1"), "in", "hopping-1", false);
+    app.run_to_end().await.unwrap();
+
+    let log = app.log();
+    let tumbling = read_sorted(log, "tumbling");
+    assert_eq!(tumbling, reference(parts, SIZE, SIZE, false));
+    assert_eq!(tumbling, read_sorted(log, "tumbling-1"));
+    let hopping = read_sorted(log, "hopping");
+    assert_eq!(hopping, reference(parts, SIZE, SLIDE, true));
+    assert_eq!(hopping, read_sorted(log, "hopping-1"));
+
+    // One task per partition, each reading its own partition of the repartition topic.
+    assert_eq!(log.topic("tumbling.repartition-1").unwrap().partitions, n);
+    for (p, events) in parts.iter().enumerate() {
+        let p = p as i32;
+        let committed = log.committed_offset("tumbling", "in", p).unwrap();
+        assert_eq!(committed.unwrap().offset, events.len() as i64);
+        let end = log
+            .bounds("tumbling.repartition-1", p)
+            .unwrap()
+            .high_watermark;
+        let read = log.committed_offset("tumbling", "tumbling.repartition-1", p);
+        assert_eq!(read.unwrap().unwrap().offset, end);
+    }
+    assert!(log.topic("tumbling-1.repartition-1").is_none());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parallel_windows_equal_the_reference_and_a_single_task_run(parts in partitions()) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(run(&parts));
+    }
+}
+
+#[tokio::test]
+async fn a_window_after_key_by_without_repartition_is_refused_in_a_parallel_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::open(dir.path()).unwrap();
+    app.log()
+        .create_topic("in", 2, TopicConfig::default())
+        .await
+        .unwrap();
+    app.parallel("unrouted", |p| tumbling_count(p, "in", "out", false));
+    let err = app.run_to_end().await.unwrap_err().to_string();
+    assert!(err.contains(".repartition()"), "{err}");
+}
