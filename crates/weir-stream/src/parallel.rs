@@ -10,11 +10,11 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use weir_log::Log;
+use weir_log::{Log, LogError, TopicConfig};
 
 use crate::error::{Result, StreamError};
 use crate::graph::lock;
@@ -23,7 +23,9 @@ use crate::repartition::topic_name;
 use crate::runtime::{Runner, ensure_topic};
 
 /// How often a batch run (`run_to_end`) checks whether every task has caught up.
-const CAUGHT_UP_POLL: Duration = Duration::from_millis(10);
+const POLL: Duration = Duration::from_millis(10);
+/// How often what the tasks have read of the repartition topics is deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(1);
 
 /// Defines one task's copy of a pipeline.
 pub(crate) type Build = Arc<dyn Fn(&Pipeline) + Send + Sync>;
@@ -68,6 +70,7 @@ impl ParallelPipeline {
             parallelism = parallelism.max(ensure_topic(&log, &topic, partitions).await?);
         }
         let mut topics = BTreeSet::new();
+        let mut repartitions = BTreeSet::new();
         let mut runners = Vec::new();
         for index in 0..parallelism {
             let mut graph = instance(&name, &self.build, Some(TaskSlot { index, parallelism }));
@@ -75,15 +78,10 @@ impl ParallelPipeline {
             topics.extend(graph.sources.iter().map(|s| s.topic().to_string()));
             for n in 1..=graph.repartitions.len() {
                 let topic = topic_name(&name, n);
-                if let Some(t) = log.topic(&topic).filter(|t| t.partitions != parallelism) {
+                repartitions.insert(topic.clone());
+                if let Err(e) = create_repartition(&log, &name, &topic, parallelism).await {
                     drop(graph);
-                    return Err(invalid(
-                        &name,
-                        format!(
-                            "its repartition topic {topic:?} has {} partitions but the pipeline now runs as {parallelism} tasks; keys would move between tasks and their state. Keep the input partition count, or delete the pipeline's internal topics and state to start over",
-                            t.partitions
-                        ),
-                    ));
+                    return Err(e);
                 }
             }
             runners.push(Runner::start(log.clone(), graph).await?);
@@ -96,6 +94,7 @@ impl ParallelPipeline {
             tasks.spawn(r.run(rx.clone(), false));
         }
         let mut result = Ok(());
+        let mut last_purge = Instant::now();
         loop {
             if *stop.borrow() {
                 break;
@@ -109,9 +108,21 @@ impl ParallelPipeline {
                     }
                     break;
                 }
-                () = tokio::time::sleep(CAUGHT_UP_POLL), if to_end => {
-                    if caught_up(&log, &name, &topics)? {
-                        break;
+                () = tokio::time::sleep(POLL) => {
+                    let purged = if last_purge.elapsed() >= PURGE_EVERY {
+                        last_purge = Instant::now();
+                        purge(&log, &name, &repartitions).await
+                    } else {
+                        Ok(())
+                    };
+                    // An error stops the tasks too, each with a last checkpoint.
+                    match purged.and_then(|()| Ok(to_end && caught_up(&log, &name, &topics)?)) {
+                        Ok(false) => {}
+                        Ok(true) => break,
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
                     }
                 }
             }
@@ -123,8 +134,55 @@ impl ParallelPipeline {
                 result = r;
             }
         }
+        if result.is_ok() {
+            result = purge(&log, &name, &repartitions).await;
+        }
         result
     }
+}
+
+/// Creates a repartition topic with a partition per task, kept until the pipeline has
+/// read it (never by time: its records carry event times, which may be old); refuses one
+/// made for another number of tasks.
+async fn create_repartition(log: &Log, pipeline: &str, topic: &str, tasks: i32) -> Result<()> {
+    if log.topic(topic).is_none() {
+        let config = TopicConfig {
+            retention_ms: -1,
+            retention_bytes: -1,
+            ..TopicConfig::default()
+        };
+        match log.create_topic(topic, tasks, config).await {
+            Ok(_) | Err(LogError::TopicExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match log.topic(topic) {
+        Some(t) if t.partitions != tasks => Err(invalid(
+            pipeline,
+            format!(
+                "its repartition topic {topic:?} has {} partitions but the pipeline now runs as {tasks} tasks; keys would move between tasks and their state. Keep the input partition count, or delete the pipeline's internal topics and state to start over",
+                t.partitions
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Deletes what the pipeline has committed as read of its repartition topics (as Kafka
+/// Streams purges its repartition topics): a restart never reads it again.
+async fn purge(log: &Log, group: &str, topics: &BTreeSet<String>) -> Result<()> {
+    for t in topics {
+        let partitions = log.topic(t).map_or(0, |t| t.partitions);
+        for p in 0..partitions {
+            let Some(read) = log.committed_offset(group, t, p)? else {
+                continue;
+            };
+            if read.offset > log.bounds(t, p)?.log_start {
+                log.delete_records(t, p, read.offset).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn joined(name: &str, r: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {

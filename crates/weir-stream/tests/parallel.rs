@@ -9,7 +9,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use weir_log::{Log, Record, TopicConfig};
-use weir_stream::{App, Hopping, Pipeline, Topic, Tumbling, Windowed};
+use weir_stream::{App, Hopping, Pipeline, TestDriver, Topic, Tumbling, Windowed};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Event {
@@ -89,7 +89,7 @@ fn ms(n: i64) -> Duration {
 /// (key, start) -> value of every window closed by the final watermark: the smallest of
 /// the partitions' largest times less the bound. No event is late: each partition keeps
 /// within the bound, and the watermark never passes a partition's own.
-fn reference(parts: &Partitions, size: i64, slide: i64, sum: bool) -> Vec<Windowed<u8, i64>> {
+fn reference(parts: &[Vec<Event>], size: i64, slide: i64, sum: bool) -> Vec<Windowed<u8, i64>> {
     let watermark = parts
         .iter()
         .map(|p| p.iter().map(|e| e.at).max().unwrap() - BOUND)
@@ -174,8 +174,10 @@ async fn run(parts: &Partitions) {
     assert_eq!(hopping, reference(parts, SIZE, SLIDE, true));
     assert_eq!(hopping, read_sorted(log, "hopping-1"));
 
-    // One task per partition, each reading its own partition of the repartition topic.
-    assert_eq!(log.topic("tumbling.repartition-1").unwrap().partitions, n);
+    // One task per partition, each reading its own partition of the repartition topic,
+    // kept whatever the event times.
+    let internal = log.topic("tumbling.repartition-1").unwrap();
+    assert_eq!((internal.partitions, internal.config.retention_ms), (n, -1));
     for (p, events) in parts.iter().enumerate() {
         let p = p as i32;
         let committed = log.committed_offset("tumbling", "in", p).unwrap();
@@ -186,8 +188,21 @@ async fn run(parts: &Partitions) {
             .high_watermark;
         let read = log.committed_offset("tumbling", "tumbling.repartition-1", p);
         assert_eq!(read.unwrap().unwrap().offset, end);
+        // What was read is purged.
+        let start = log.bounds("tumbling.repartition-1", p).unwrap().log_start;
+        assert_eq!(start, end);
     }
     assert!(log.topic("tumbling-1.repartition-1").is_none());
+
+    // The test driver runs the same definition as one task.
+    let mut driver = TestDriver::new();
+    driver.parallel("driven", |p| tumbling_count(p, "in", "driven", true));
+    for e in &parts[0] {
+        driver.pipe_json("in", e.at, e).unwrap();
+    }
+    let mut driven: Vec<Windowed<u8, i64>> = driver.read_json("driven");
+    driven.sort_by_key(|w| (w.key, w.start));
+    assert_eq!(driven, reference(&parts[..1], SIZE, SIZE, false));
 }
 
 proptest! {
