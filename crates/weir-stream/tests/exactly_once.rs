@@ -6,6 +6,8 @@
 //! The same again with the input in two partitions and the pipeline run as two tasks that
 //! exchange keys through a repartition topic.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -81,22 +83,6 @@ fn expected(inputs: i64, partitions: i64) -> Vec<Windowed<i64, u64>> {
                 });
             }
         }
-    }
-    out
-}
-
-fn read_out(log: &Log) -> Vec<Windowed<i64, u64>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    loop {
-        let f = log.read("out", 0, at, 1 << 20).unwrap();
-        let recs = f.decode_from(at).unwrap();
-        let Some(last) = recs.last() else { break };
-        at = last.offset + 1;
-        out.extend(
-            recs.iter()
-                .map(|r| serde_json::from_slice(r.value.as_deref().unwrap()).unwrap()),
-        );
     }
     out
 }
@@ -210,7 +196,7 @@ fn crash_test(partitions: i64) {
     );
 
     let log = Log::open(dir.path()).unwrap();
-    let mut out = read_out(&log);
+    let mut out: Vec<Windowed<i64, u64>> = common::read_json(&log, "out");
     if partitions > 1 {
         // Tasks commit in their own order; each window's result is there once.
         out.sort_by_key(|w| (w.start, w.key));

@@ -3,6 +3,8 @@
 //! random keyed events over several partitions, each partition out of order within the
 //! source's bound, windowed by tumbling and hopping windows.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -123,20 +125,7 @@ fn reference(parts: &[Vec<Event>], size: i64, slide: i64, sum: bool) -> Vec<Wind
 }
 
 fn read_sorted(log: &Log, topic: &str) -> Vec<Windowed<u8, i64>> {
-    let mut out = Vec::new();
-    for p in 0..log.topic(topic).unwrap().partitions {
-        let mut at = 0;
-        loop {
-            let f = log.read(topic, p, at, 1 << 20).unwrap();
-            let recs = f.decode_from(at).unwrap();
-            let Some(last) = recs.last() else { break };
-            at = last.offset + 1;
-            out.extend(
-                recs.iter()
-                    .map(|r| serde_json::from_slice(r.value.as_deref().unwrap()).unwrap()),
-            );
-        }
-    }
+    let mut out = common::read_json(log, topic);
     out.sort_by_key(|w: &Windowed<u8, i64>| (w.key, w.start));
     out
 }
