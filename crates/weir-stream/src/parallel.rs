@@ -84,7 +84,9 @@ impl ParallelPipeline {
                     return Err(e);
                 }
             }
-            runners.push(Runner::start(log.clone(), graph).await?);
+            let mut runner = Runner::start(log.clone(), graph).await?;
+            runner.flush_when_idle = to_end;
+            runners.push(runner);
         }
         tracing::info!(pipeline = %name, tasks = parallelism, "parallel pipeline started");
 

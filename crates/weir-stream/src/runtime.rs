@@ -55,6 +55,9 @@ pub(crate) struct Runner {
     changed: bool,
     last_checkpoint_ms: i64,
     inflight: Option<(Pending<Vec<Appended>>, Instant)>,
+    /// Checkpoint as soon as nothing is left to read (a batch run of a parallel pipeline:
+    /// the other tasks wait for what this one commits).
+    pub flush_when_idle: bool,
     /// Records read but not fed yet (a checkpoint came first), and the offset after them.
     leftover: Vec<Option<(Vec<StoredRecord>, i64)>>,
 }
@@ -100,6 +103,7 @@ impl Runner {
             last_checkpoint_ms: now,
             inflight: None,
             leftover: vec![None; task.inputs.len()],
+            flush_when_idle: false,
             task,
         })
     }
@@ -295,7 +299,7 @@ impl Runner {
                 w.borrow_and_update();
             }
             let n = self.step()?;
-            if self.checkpoint_due() {
+            if self.checkpoint_due() || (self.flush_when_idle && n == 0 && self.changed) {
                 self.checkpoint().await?;
             }
             if *stop.borrow() || (to_end && n == 0 && self.caught_up()?) {
