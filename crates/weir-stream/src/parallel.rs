@@ -18,6 +18,7 @@ use weir_log::{Log, LogError, TopicConfig};
 
 use crate::error::{Result, StreamError};
 use crate::graph::lock;
+use crate::metrics::Metrics;
 use crate::pipeline::{Graph, Pipeline, TaskSlot};
 use crate::repartition::topic_name;
 use crate::runtime::{Runner, ensure_topic};
@@ -36,9 +37,15 @@ pub(crate) struct ParallelPipeline {
     pub build: Build,
 }
 
-fn instance(name: &str, build: &Build, task: Option<TaskSlot>) -> Graph {
+/// Defines one task's graph (`None`: the probe that finds the inputs). All of them count
+/// into `metrics`, which `Pipeline::metrics` returns while `build` runs.
+fn instance(name: &str, build: &Build, task: Option<TaskSlot>, metrics: &Arc<Metrics>) -> Graph {
     let (p, g) = Pipeline::new(name);
-    lock(&g).task = task;
+    {
+        let mut g = lock(&g);
+        g.task = task;
+        g.metrics = metrics.clone();
+    }
     build(&p);
     lock(&g).take()
 }
@@ -56,14 +63,14 @@ impl ParallelPipeline {
     /// a last checkpoint.
     pub async fn run(self, log: Log, mut stop: watch::Receiver<bool>, to_end: bool) -> Result<()> {
         let name = self.name.clone();
-        let probe = instance(&name, &self.build, None);
+        let metrics = Arc::new(Metrics::new(&name));
+        let probe = instance(&name, &self.build, None, &metrics);
         if let Some(reason) = probe.errors.first() {
             return Err(invalid(&name, reason.clone()));
         }
         let sources: Vec<(String, i32)> = (probe.sources.iter())
             .map(|s| (s.topic().to_string(), s.create_partitions()))
             .collect();
-        let metrics = probe.metrics.clone();
         drop(probe);
         let mut parallelism = 1;
         for (topic, partitions) in sources {
@@ -73,8 +80,8 @@ impl ParallelPipeline {
         let mut repartitions = BTreeSet::new();
         let mut runners = Vec::new();
         for index in 0..parallelism {
-            let mut graph = instance(&name, &self.build, Some(TaskSlot { index, parallelism }));
-            graph.metrics = metrics.clone();
+            let slot = TaskSlot { index, parallelism };
+            let graph = instance(&name, &self.build, Some(slot), &metrics);
             topics.extend(graph.sources.iter().map(|s| s.topic().to_string()));
             for n in 1..=graph.repartitions.len() {
                 let topic = topic_name(&name, n);

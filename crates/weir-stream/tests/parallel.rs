@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -149,7 +150,12 @@ async fn run(parts: &Partitions) {
             .await
             .unwrap();
     }
-    app.parallel("tumbling", |p| tumbling_count(p, "in", "tumbling", true));
+    let metrics = Arc::new(Mutex::new(Vec::new()));
+    let seen = metrics.clone();
+    app.parallel("tumbling", move |p| {
+        seen.lock().unwrap().push(p.metrics());
+        tumbling_count(p, "in", "tumbling", true);
+    });
     app.parallel("hopping", |p| hopping_sum(p, "in", "hopping", true));
     tumbling_count(&app.pipeline("tumbling-1"), "in", "tumbling-1", false);
     hopping_sum(&app.pipeline("hopping-1"), "in", "hopping-1", false);
@@ -159,6 +165,15 @@ async fn run(parts: &Partitions) {
     let tumbling = read_sorted(log, "tumbling");
     assert_eq!(tumbling, reference(parts, SIZE, SIZE, false));
     assert_eq!(tumbling, read_sorted(log, "tumbling-1"));
+    // The tasks count together; what crosses the repartition topic is not counted again.
+    let metrics = metrics.lock().unwrap();
+    assert!(metrics.iter().all(|m| Arc::ptr_eq(m, &metrics[0])));
+    let counted = metrics[0].snapshot();
+    let events = parts.iter().map(Vec::len).sum::<usize>() as u64;
+    assert_eq!(
+        (counted.records_in, counted.records_out),
+        (events, tumbling.len() as u64)
+    );
     let hopping = read_sorted(log, "hopping");
     assert_eq!(hopping, reference(parts, SIZE, SLIDE, true));
     assert_eq!(hopping, read_sorted(log, "hopping-1"));
