@@ -131,25 +131,32 @@ fn read_sorted(log: &Log, topic: &str) -> Vec<Windowed<u8, i64>> {
     out
 }
 
-async fn run(parts: &Partitions) {
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::open(dir.path()).unwrap();
-    let keep = TopicConfig {
-        retention_ms: -1,
-        ..TopicConfig::default()
-    };
-    let n = parts.len() as i32;
-    app.log().create_topic("in", n, keep).await.unwrap();
+/// Appends `parts` to topic `in`, which it creates (kept forever) if it is missing.
+async fn append(log: &Log, parts: &[Vec<Event>]) {
+    if log.topic("in").is_none() {
+        let keep = TopicConfig {
+            retention_ms: -1,
+            ..TopicConfig::default()
+        };
+        let n = parts.len() as i32;
+        log.create_topic("in", n, keep).await.unwrap();
+    }
     for (p, events) in parts.iter().enumerate() {
         let recs: Vec<Record> = events
             .iter()
             .map(|e| Record::value(e.at, serde_json::to_vec(e).unwrap()))
             .collect();
-        app.log()
-            .append_records("in", p as i32, &recs)
-            .await
-            .unwrap();
+        if !recs.is_empty() {
+            log.append_records("in", p as i32, &recs).await.unwrap();
+        }
     }
+}
+
+async fn run(parts: &Partitions) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::open(dir.path()).unwrap();
+    let n = parts.len() as i32;
+    append(app.log(), parts).await;
     let metrics = Arc::new(Mutex::new(Vec::new()));
     let seen = metrics.clone();
     app.parallel("tumbling", move |p| {
@@ -209,8 +216,42 @@ async fn run(parts: &Partitions) {
     assert_eq!(driven, reference(&parts[..1], SIZE, SIZE, false));
 }
 
+/// Two batch runs, half of each partition's events in each: the second goes on from the
+/// first's state and watermarks, and the two together write what one run would.
+async fn restart(parts: &Partitions) {
+    let dir = tempfile::tempdir().unwrap();
+    let halves: (Partitions, Partitions) = parts
+        .iter()
+        .map(|p| {
+            let (a, b) = p.split_at(p.len() / 2);
+            (a.to_vec(), b.to_vec())
+        })
+        .unzip();
+    for half in [halves.0, halves.1] {
+        let app = App::open(dir.path()).unwrap();
+        append(app.log(), &half).await;
+        app.parallel("tumbling", |p| tumbling_count(p, "in", "tumbling", true));
+        app.run_to_end().await.unwrap();
+    }
+    let log = Log::open(dir.path()).unwrap();
+    assert_eq!(
+        read_sorted(&log, "tumbling"),
+        reference(parts, SIZE, SIZE, false)
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parallel_windows_go_on_across_restarts(parts in partitions()) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(restart(&parts));
+    }
 
     #[test]
     fn parallel_windows_equal_the_reference_and_a_single_task_run(parts in partitions()) {
@@ -234,4 +275,43 @@ async fn a_window_after_key_by_without_repartition_is_refused_in_a_parallel_pipe
     app.parallel("unrouted", |p| tumbling_count(p, "in", "out", false));
     let err = app.run_to_end().await.unwrap_err().to_string();
     assert!(err.contains(".repartition()"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_partition_stops_holding_back_the_other_tasks_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::open(dir.path()).unwrap();
+    let keep = TopicConfig {
+        retention_ms: -1,
+        ..TopicConfig::default()
+    };
+    app.log().create_topic("in", 2, keep).await.unwrap();
+    // Partition 1 stays empty: its task tells the others it is idle after the timeout.
+    let events: Vec<Event> = (0..100)
+        .map(|i| Event {
+            key: (i % 3) as u8,
+            value: 1,
+            at: i * 10,
+        })
+        .collect();
+    let recs: Vec<Record> = (events.iter())
+        .map(|e| Record::value(e.at, serde_json::to_vec(e).unwrap()))
+        .collect();
+    app.log().append_records("in", 0, &recs).await.unwrap();
+    app.parallel("idle", |p| {
+        tumbling_count(&p.clone().idle_timeout(ms(50)), "in", "idle", true);
+    });
+    let want = reference(&[events], SIZE, SIZE, false);
+    assert!(!want.is_empty());
+    let (log, expected) = (app.log().clone(), want.clone());
+    let closed = async move {
+        while log.topic("idle").is_none() || read_sorted(&log, "idle") != expected {
+            tokio::time::sleep(ms(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), app.run_until(closed))
+        .await
+        .expect("the windows never closed: the idle partition's task held them back")
+        .unwrap();
+    assert_eq!(read_sorted(app.log(), "idle"), want);
 }
