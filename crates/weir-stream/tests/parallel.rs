@@ -240,27 +240,27 @@ async fn restart(parts: &Partitions) {
     );
 }
 
+/// Runs `f` on a two-thread runtime (a proptest case is a plain function).
+fn on_runtime(f: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
     #[test]
     fn parallel_windows_go_on_across_restarts(parts in partitions()) {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(restart(&parts));
+        on_runtime(restart(&parts));
     }
 
     #[test]
     fn parallel_windows_equal_the_reference_and_a_single_task_run(parts in partitions()) {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(run(&parts));
+        on_runtime(run(&parts));
     }
 }
 
