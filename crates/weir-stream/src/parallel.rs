@@ -8,7 +8,6 @@
 //! owns their key through repartition topics (see `repartition.rs`). All tasks commit
 //! their input offsets under the pipeline's name as consumer group.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,16 +75,21 @@ impl ParallelPipeline {
         for (topic, partitions) in sources {
             parallelism = parallelism.max(ensure_topic(&log, &topic, partitions).await?);
         }
-        let mut topics = BTreeSet::new();
-        let mut repartitions = BTreeSet::new();
+        // Inputs in the order data flows: sources first, then each repartition topic.
+        let mut topics = Vec::new();
         let mut runners = Vec::new();
         for index in 0..parallelism {
             let slot = TaskSlot { index, parallelism };
             let graph = instance(&name, &self.build, Some(slot), &metrics);
-            topics.extend(graph.sources.iter().map(|s| s.topic().to_string()));
-            for n in 1..=graph.repartitions.len() {
-                let topic = topic_name(&name, n);
-                repartitions.insert(topic.clone());
+            let repartitions: Vec<String> = (1..=graph.repartitions.len())
+                .map(|n| topic_name(&name, n))
+                .collect();
+            if index == 0 {
+                let sources = graph.sources.iter().map(|s| s.topic().to_string());
+                topics.extend(sources.filter(|t| !repartitions.contains(t)));
+                topics.extend(repartitions.iter().cloned());
+            }
+            for topic in repartitions {
                 if let Err(e) = create_repartition(&log, &name, &topic, parallelism).await {
                     drop(graph);
                     return Err(e);
@@ -120,7 +124,7 @@ impl ParallelPipeline {
                 () = tokio::time::sleep(POLL) => {
                     let purged = if last_purge.elapsed() >= PURGE_EVERY {
                         last_purge = Instant::now();
-                        purge(&log, &name, &repartitions).await
+                        purge(&log, &name, &topics).await
                     } else {
                         Ok(())
                     };
@@ -144,7 +148,7 @@ impl ParallelPipeline {
             }
         }
         if result.is_ok() {
-            result = purge(&log, &name, &repartitions).await;
+            result = purge(&log, &name, &topics).await;
         }
         result
     }
@@ -179,8 +183,9 @@ async fn create_repartition(log: &Log, pipeline: &str, topic: &str, tasks: i32) 
 
 /// Deletes what the pipeline has committed as read of its repartition topics (as Kafka
 /// Streams purges its repartition topics): a restart never reads it again.
-async fn purge(log: &Log, group: &str, topics: &BTreeSet<String>) -> Result<()> {
-    for t in topics {
+async fn purge(log: &Log, group: &str, topics: &[String]) -> Result<()> {
+    let internal = format!("{group}.repartition-");
+    for t in topics.iter().filter(|t| t.starts_with(&internal)) {
         let partitions = log.topic(t).map_or(0, |t| t.partitions);
         for p in 0..partitions {
             let Some(read) = log.committed_offset(group, t, p)? else {
@@ -205,8 +210,9 @@ fn joined(name: &str, r: std::result::Result<Result<()>, tokio::task::JoinError>
 
 /// Whether the pipeline's group has committed every partition of `topics` up to its end:
 /// then each task's outputs for all input so far are committed too (they ride in the same
-/// checkpoints as the offsets).
-fn caught_up(log: &Log, group: &str, topics: &BTreeSet<String>) -> Result<bool> {
+/// checkpoints as the offsets). `topics` go in the order data flows, so what a topic read
+/// earlier led to is already in the ones read after it.
+fn caught_up(log: &Log, group: &str, topics: &[String]) -> Result<bool> {
     for t in topics {
         let partitions = log.topic(t).map_or(0, |t| t.partitions);
         for p in 0..partitions {
