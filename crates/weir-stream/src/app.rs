@@ -93,7 +93,9 @@ impl App {
     /// each key to the task that owns it through the internal topic
     /// `<name>.repartition-<n>`, so results equal a one-task run's. Each task commits its
     /// own checkpoints (outputs, state, offsets) as one unit: exactly-once holds per task.
-    /// Keep the input partition count across runs: state is split by it.
+    /// Keep the input partition count across runs: state is split by it. A parallel
+    /// pipeline repartitions once (a task has one watermark, and the second stage's writers
+    /// would need their own): chain two parallel pipelines through a topic for two.
     ///
     /// ```no_run
     /// use weir_stream::{App, Topic, Tumbling, secs};

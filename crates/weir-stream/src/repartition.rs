@@ -71,6 +71,16 @@ where
 {
     let mut g = lock(graph);
     let n = g.repartitions.len() + 1;
+    if n > 1 {
+        // Its writers' watermark would be that of the windows between the two, but a task
+        // has one watermark: the minimum over its repartition inputs, this one's included.
+        g.errors.push(
+            "it repartitions twice, and a parallel pipeline can repartition once so far: \
+             write the first stage's results to a topic and run the second stage as a \
+             parallel pipeline of its own that reads it"
+                .into(),
+        );
+    }
     let topic = topic_name(&g.name, n);
     let buffer = SinkBuffer::new(topic.clone(), slot.parallelism);
     g.sinks.push(buffer.clone());

@@ -89,15 +89,19 @@ fn ms(n: i64) -> Duration {
     Duration::from_millis(n as u64)
 }
 
-/// (key, start) -> value of every window closed by the final watermark: the smallest of
-/// the partitions' largest times less the bound. No event is late: each partition keeps
-/// within the bound, and the watermark never passes a partition's own.
-fn reference(parts: &[Vec<Event>], size: i64, slide: i64, sum: bool) -> Vec<Windowed<u8, i64>> {
-    let watermark = parts
+/// The final watermark: the smallest of the partitions' largest times less the bound.
+fn final_watermark(parts: &[Vec<Event>]) -> i64 {
+    parts
         .iter()
         .map(|p| p.iter().map(|e| e.at).max().unwrap() - BOUND)
         .min()
-        .unwrap();
+        .unwrap()
+}
+
+/// (key, start) -> value of every window closed by the final watermark. No event is late:
+/// each partition keeps within the bound, and the watermark never passes a partition's own.
+fn reference(parts: &[Vec<Event>], size: i64, slide: i64, sum: bool) -> Vec<Windowed<u8, i64>> {
+    let watermark = final_watermark(parts);
     let mut windows: BTreeMap<(u8, i64), (i64, bool)> = BTreeMap::new();
     for e in parts.iter().flatten() {
         if sum && e.value == 0 {
@@ -262,6 +266,30 @@ proptest! {
     fn parallel_windows_equal_the_reference_and_a_single_task_run(parts in partitions()) {
         on_runtime(run(&parts));
     }
+}
+
+#[tokio::test]
+async fn a_second_repartition_is_refused_in_a_parallel_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::open(dir.path()).unwrap();
+    app.log()
+        .create_topic("in", 2, TopicConfig::default())
+        .await
+        .unwrap();
+    app.parallel("two-stages", |p| {
+        p.source::<Event>(source("in"))
+            .key_by(|e: &Event| e.key)
+            .repartition()
+            .window(Tumbling::every(ms(SIZE)))
+            .count()
+            .key_by(|w: &Windowed<u8, u64>| w.key % 2)
+            .repartition()
+            .window(Tumbling::every(ms(2 * SIZE)))
+            .sum(|w| w.value as i64)
+            .sink(Topic::json("out"));
+    });
+    let err = app.run_to_end().await.unwrap_err().to_string();
+    assert!(err.contains("repartitions twice"), "{err}");
 }
 
 #[tokio::test]
