@@ -268,15 +268,22 @@ proptest! {
     }
 }
 
-#[tokio::test]
-async fn a_second_repartition_is_refused_in_a_parallel_pipeline() {
+/// The error of a batch run of the parallel pipeline `build` over an empty two-partition
+/// topic `in`.
+async fn refusal(build: impl Fn(&Pipeline) + Send + Sync + 'static) -> String {
     let dir = tempfile::tempdir().unwrap();
     let app = App::open(dir.path()).unwrap();
     app.log()
         .create_topic("in", 2, TopicConfig::default())
         .await
         .unwrap();
-    app.parallel("two-stages", |p| {
+    app.parallel("refused", build);
+    app.run_to_end().await.unwrap_err().to_string()
+}
+
+#[tokio::test]
+async fn a_second_repartition_is_refused_in_a_parallel_pipeline() {
+    let err = refusal(|p| {
         p.source::<Event>(source("in"))
             .key_by(|e: &Event| e.key)
             .repartition()
@@ -287,21 +294,14 @@ async fn a_second_repartition_is_refused_in_a_parallel_pipeline() {
             .window(Tumbling::every(ms(2 * SIZE)))
             .sum(|w| w.value as i64)
             .sink(Topic::json("out"));
-    });
-    let err = app.run_to_end().await.unwrap_err().to_string();
+    })
+    .await;
     assert!(err.contains("repartitions twice"), "{err}");
 }
 
 #[tokio::test]
 async fn a_window_after_key_by_without_repartition_is_refused_in_a_parallel_pipeline() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::open(dir.path()).unwrap();
-    app.log()
-        .create_topic("in", 2, TopicConfig::default())
-        .await
-        .unwrap();
-    app.parallel("unrouted", |p| tumbling_count(p, "in", "out", false));
-    let err = app.run_to_end().await.unwrap_err().to_string();
+    let err = refusal(|p| tumbling_count(p, "in", "out", false)).await;
     assert!(err.contains(".repartition()"), "{err}");
 }
 
