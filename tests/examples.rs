@@ -1,0 +1,142 @@
+//! The example jobs (`examples/*.rs`), run small on a temporary log, with their results
+//! checked against a brute-force computation over the same generated events.
+//!
+//! The jobs' code lives in `examples/jobs/`, shared by the example binaries and this test.
+//! Each check recomputes from the generator's output with plain loops over all events: no
+//! watermarks, no state, no weir. Only the events the generator marked late are left out,
+//! and only windows the final watermark (latest event time - out-of-orderness) has closed
+//! are expected.
+
+#[path = "../examples/jobs/clickstream.rs"]
+mod clickstream;
+#[path = "../examples/common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::{Arrival, Gen, Run};
+use weir::App;
+
+fn settings(events: u64, rate: f64, seed: u64) -> Gen {
+    Gen { events, rate, seed }
+}
+
+async fn fresh_app(example: &str) -> (App, Run, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let app = App::open(dir.path()).expect("opening a log in a temporary directory");
+    let run = Run::fresh(app.log(), example).await.expect("a run prefix");
+    (app, run, dir)
+}
+
+/// The events that are not late, and the final watermark.
+fn on_time<T: Clone>(events: &[(T, Arrival)], time: impl Fn(&T) -> i64, ooo: i64) -> (Vec<T>, i64) {
+    let max = events
+        .iter()
+        .map(|(e, _)| time(e))
+        .max()
+        .unwrap_or(i64::MIN);
+    let kept = events
+        .iter()
+        .filter(|(_, a)| *a != Arrival::Late)
+        .map(|(e, _)| e.clone())
+        .collect();
+    (kept, max - ooo)
+}
+
+fn late_count<T>(events: &[(T, Arrival)]) -> u64 {
+    events.iter().filter(|(_, a)| *a == Arrival::Late).count() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickstream_counts_top_pages_and_sessions_match_brute_force() {
+    use clickstream::*;
+    // 40,000 clicks at 5/s: 8,000 s of event time, long enough for sessions to close.
+    let clicks = generate(&settings(40_000, 5.0, 7));
+    let late = late_count(&clicks);
+    assert!(late > 0, "the generator made no late clicks");
+    assert!(clicks.iter().any(|(_, a)| *a == Arrival::OutOfOrder));
+    let (app, prefix, _dir) = fresh_app("clickstream").await;
+    let r = clickstream::run(&app, &prefix, &clicks, false)
+        .await
+        .expect("the job runs");
+
+    let (kept, wm) = on_time(&clicks, |c: &Click| c.at, OUT_OF_ORDER_MS);
+    // Views per page per minute.
+    let mut views: BTreeMap<(i64, String), u64> = BTreeMap::new();
+    for c in &kept {
+        let start = c.at.div_euclid(WINDOW_MS) * WINDOW_MS;
+        if start + WINDOW_MS + GRACE_MS <= wm {
+            *views.entry((start, c.page.clone())).or_default() += 1;
+        }
+    }
+    let got: BTreeMap<(i64, String), u64> = r
+        .views
+        .iter()
+        .map(|w| {
+            assert_eq!(w.end - w.start, WINDOW_MS);
+            ((w.start, w.key.clone()), w.value)
+        })
+        .collect();
+    assert_eq!(got.len(), r.views.len(), "a window was emitted twice");
+    assert_eq!(got, views);
+
+    // The top 10 of each minute: the largest counts, ties by page name.
+    let mut by_minute: BTreeMap<i64, Vec<(String, u64)>> = BTreeMap::new();
+    for ((start, page), n) in &views {
+        by_minute
+            .entry(*start)
+            .or_default()
+            .push((page.clone(), *n));
+    }
+    assert_eq!(r.top.len(), by_minute.len());
+    for (t, (start, mut all)) in r.top.iter().zip(by_minute) {
+        assert_eq!(t.start, start);
+        all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(TOP);
+        assert_eq!(t.top, all, "top pages of the minute at {start}");
+    }
+
+    // Sessions: a user's clicks sorted by time, split where the gap reaches 30 minutes.
+    let mut by_user: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
+    for c in &kept {
+        by_user.entry(c.user).or_default().push(c.at);
+    }
+    let mut sessions = BTreeSet::new();
+    for (user, mut times) in by_user {
+        times.sort_unstable();
+        let mut first = times[0];
+        let mut n = 0;
+        for (i, t) in times.iter().enumerate() {
+            if i > 0 && t - times[i - 1] >= SESSION_GAP_MS {
+                let end = times[i - 1] + SESSION_GAP_MS;
+                if end <= wm {
+                    sessions.insert((user, first, end, n));
+                }
+                first = *t;
+                n = 0;
+            }
+            n += 1;
+        }
+        let end = times[times.len() - 1] + SESSION_GAP_MS;
+        if end <= wm {
+            sessions.insert((user, first, end, n));
+        }
+    }
+    let got: BTreeSet<(u32, i64, i64, u64)> = r
+        .sessions
+        .iter()
+        .map(|s| (s.key, s.start, s.end, s.value))
+        .collect();
+    assert!(
+        !sessions.is_empty(),
+        "no session closed: make the run longer"
+    );
+    assert_eq!(got.len(), r.sessions.len(), "a session was emitted twice");
+    assert_eq!(got, sessions);
+
+    assert_eq!(r.late_views, late);
+    assert_eq!(r.late_sessions, late);
+    assert_eq!(r.generated[Arrival::Late as usize], late);
+    assert!(!r.took.is_zero());
+    clickstream::print(&r, &prefix);
+}
