@@ -11,6 +11,8 @@
 mod clickstream;
 #[path = "../examples/common/mod.rs"]
 mod common;
+#[path = "../examples/jobs/iot.rs"]
+mod iot;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -139,4 +141,86 @@ async fn clickstream_counts_top_pages_and_sessions_match_brute_force() {
     assert_eq!(r.generated[Arrival::Late as usize], late);
     assert!(!r.took.is_zero());
     clickstream::print(&r, &prefix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iot_window_stats_alerts_and_late_readings_match_brute_force() {
+    use iot::*;
+    let readings = generate(&settings(60_000, 200.0, 11));
+    let late = late_count(&readings);
+    assert!(late > 0, "the generator made no late readings");
+    let (app, prefix, _dir) = fresh_app("iot").await;
+    let r = iot::run(&app, &prefix, &readings, false)
+        .await
+        .expect("the job runs");
+
+    let (kept, wm) = on_time(&readings, |x: &Reading| x.at, OUT_OF_ORDER_MS);
+    // (device, window start) -> readings, in log order.
+    let mut windows: BTreeMap<(u32, i64), Vec<f64>> = BTreeMap::new();
+    for x in &kept {
+        let start = x.at.div_euclid(WINDOW_MS) * WINDOW_MS;
+        if start + WINDOW_MS + GRACE_MS <= wm {
+            windows
+                .entry((x.device, start))
+                .or_default()
+                .push(x.celsius);
+        }
+    }
+    assert_eq!(r.stats.len(), windows.len());
+    let got: BTreeMap<(u32, i64), &iot::Stats> = r
+        .stats
+        .iter()
+        .map(|w| ((w.key, w.start), &w.value))
+        .collect();
+    for ((device, start), xs) in &windows {
+        let s = got[&(*device, *start)];
+        assert_eq!(s.count, xs.len() as u64, "count of {device} at {start}");
+        let sum: f64 = xs.iter().sum();
+        assert!((s.sum - sum).abs() < 1e-6, "sum of {device} at {start}");
+        assert_eq!(s.min, xs.iter().copied().fold(f64::INFINITY, f64::min));
+        assert_eq!(s.max, xs.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+    }
+
+    // Alerts: runs of windows that follow each other, each with a mean above the threshold;
+    // one alert when a run reaches 3.
+    let mut alerts = BTreeSet::new();
+    let mut run_of = (u32::MAX, 0i64, 0u32);
+    for ((device, start), xs) in &windows {
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let follows = run_of.0 == *device && run_of.1 == *start;
+        run_of = match (mean > THRESHOLD, follows) {
+            (true, true) => (*device, start + WINDOW_MS, run_of.2 + 1),
+            (true, false) => (*device, start + WINDOW_MS, 1),
+            (false, _) => (*device, start + WINDOW_MS, 0),
+        };
+        if run_of.2 == STREAK {
+            alerts.insert((
+                *device,
+                start + WINDOW_MS - 3 * WINDOW_MS,
+                start + WINDOW_MS,
+            ));
+        }
+    }
+    let got: BTreeSet<(u32, i64, i64)> =
+        r.alerts.iter().map(|a| (a.device, a.from, a.to)).collect();
+    assert!(
+        !alerts.is_empty(),
+        "no device overheated: make the run longer"
+    );
+    assert_eq!(got.len(), r.alerts.len(), "an alert was raised twice");
+    assert_eq!(got, alerts);
+    assert!(
+        r.alerts
+            .iter()
+            .all(|a| a.averages.len() == 3 && a.averages.iter().all(|x| *x > THRESHOLD))
+    );
+
+    assert_eq!(r.late, late);
+    let late_readings: Vec<&Reading> = readings
+        .iter()
+        .filter(|(_, a)| *a == Arrival::Late)
+        .map(|(x, _)| x)
+        .collect();
+    assert_eq!(r.late_topic.iter().collect::<Vec<_>>(), late_readings);
+    iot::print(&r, &prefix);
 }
