@@ -13,6 +13,8 @@ mod clickstream;
 mod common;
 #[path = "../examples/jobs/iot.rs"]
 mod iot;
+#[path = "../examples/jobs/market.rs"]
+mod market;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -223,4 +225,85 @@ async fn iot_window_stats_alerts_and_late_readings_match_brute_force() {
         .collect();
     assert_eq!(r.late_topic.iter().collect::<Vec<_>>(), late_readings);
     iot::print(&r, &prefix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn market_vwap_volume_and_top_movers_match_brute_force() {
+    use market::*;
+    let trades = generate(&settings(60_000, 1_000.0, 13));
+    let late = late_count(&trades);
+    assert!(late > 0, "the generator made no late trades");
+    let (app, prefix, _dir) = fresh_app("market").await;
+    let r = market::run(&app, &prefix, &trades, false)
+        .await
+        .expect("the job runs");
+
+    let (kept, wm) = on_time(&trades, |t: &Trade| t.at, OUT_OF_ORDER_MS);
+    // (symbol, start) -> (notional, shares, trades) for windows of `size` every `slide`.
+    let expect = |size: i64, slide: i64| {
+        let mut out: BTreeMap<(String, i64), (u64, u64, u64)> = BTreeMap::new();
+        for t in &kept {
+            let mut start = t.at.div_euclid(slide) * slide;
+            while start > t.at - size {
+                if start + size + GRACE_MS <= wm {
+                    let e = out.entry((t.symbol.clone(), start)).or_default();
+                    e.0 += t.price_cents * t.qty;
+                    e.1 += t.qty;
+                    e.2 += 1;
+                }
+                start -= slide;
+            }
+        }
+        out
+    };
+    let got = |ws: &[weir::stream::Windowed<String, Volume>], size: i64| {
+        let m: BTreeMap<(String, i64), (u64, u64, u64)> = ws
+            .iter()
+            .map(|w| {
+                assert_eq!(w.end - w.start, size);
+                (
+                    (w.key.clone(), w.start),
+                    (w.value.notional, w.value.shares, w.value.trades),
+                )
+            })
+            .collect();
+        assert_eq!(m.len(), ws.len(), "a window was emitted twice");
+        m
+    };
+    let tumbling = expect(1_000, 1_000);
+    assert_eq!(got(&r.tumbling, 1_000), tumbling);
+    assert_eq!(got(&r.hopping, 5_000), expect(5_000, 1_000));
+
+    // Top movers from the brute-force windows: first and last VWAP per symbol.
+    let mut by_symbol: BTreeMap<&str, Vec<(i64, f64, u64)>> = BTreeMap::new();
+    for ((s, start), (notional, shares, _)) in &tumbling {
+        by_symbol.entry(s).or_default().push((
+            *start,
+            *notional as f64 / *shares as f64 / 100.0,
+            *shares,
+        ));
+    }
+    let mut moves: Vec<(f64, String, f64, f64)> = by_symbol
+        .into_iter()
+        .map(|(s, ws)| {
+            let (first, last) = (ws[0].1, ws[ws.len() - 1].1);
+            ((last / first - 1.0).abs(), s.to_string(), first, last)
+        })
+        .collect();
+    moves.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let top = top_movers(&r.tumbling, 5);
+    assert_eq!(
+        top.iter()
+            .map(|m| (m.symbol.clone(), m.first, m.last))
+            .collect::<Vec<_>>(),
+        moves
+            .iter()
+            .take(5)
+            .map(|m| (m.1.clone(), m.2, m.3))
+            .collect::<Vec<_>>()
+    );
+
+    // Each late trade is counted by both window operators.
+    assert_eq!(r.late, 2 * late);
+    market::print(&r, &prefix);
 }
