@@ -11,6 +11,8 @@
 mod clickstream;
 #[path = "../examples/common/mod.rs"]
 mod common;
+#[path = "../examples/jobs/fraud.rs"]
+mod fraud;
 #[path = "../examples/jobs/iot.rs"]
 mod iot;
 #[path = "../examples/jobs/market.rs"]
@@ -306,4 +308,87 @@ async fn market_vwap_volume_and_top_movers_match_brute_force() {
     // Each late trade is counted by both window operators.
     assert_eq!(r.late, 2 * late);
     market::print(&r, &prefix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fraud_bursts_and_outliers_match_brute_force() {
+    use fraud::*;
+    // 100,000 cards, so each card's history is short: 30 transactions/s over 2,000 s.
+    let txns = generate(&settings(60_000, 30.0, 17));
+    let late = late_count(&txns);
+    assert!(late > 0, "the generator made no late transactions");
+    let (app, prefix, _dir) = fresh_app("fraud").await;
+    let r = fraud::run(&app, &prefix, &txns, false)
+        .await
+        .expect("the job runs");
+
+    // Bursts: each card's on-time transactions by time, split where the gap reaches a
+    // minute; sessions closed by the final watermark with 5 or more.
+    let (kept, wm) = on_time(&txns, |t: &Txn| t.at, OUT_OF_ORDER_MS);
+    let mut by_card: BTreeMap<u32, Vec<(i64, u64)>> = BTreeMap::new();
+    for t in &kept {
+        by_card
+            .entry(t.card)
+            .or_default()
+            .push((t.at, t.amount_cents));
+    }
+    let mut bursts = BTreeSet::new();
+    for (card, mut ts) in by_card {
+        ts.sort_unstable();
+        let mut i = 0;
+        while i < ts.len() {
+            let mut j = i + 1;
+            while j < ts.len() && ts[j].0 - ts[j - 1].0 < SESSION_GAP_MS {
+                j += 1;
+            }
+            let s = &ts[i..j];
+            let end = s[s.len() - 1].0 + SESSION_GAP_MS;
+            if s.len() as u64 >= BURST && end <= wm {
+                let total: u64 = s.iter().map(|x| x.1).sum();
+                let max = s.iter().map(|x| x.1).max().unwrap_or(0);
+                bursts.insert((card, s[0].0, end, s.len() as u64, total, max));
+            }
+            i = j;
+        }
+    }
+    let got: BTreeSet<(u32, i64, i64, u64, u64, u64)> = r
+        .bursts
+        .iter()
+        .map(|b| {
+            (
+                b.key,
+                b.start,
+                b.end,
+                b.value.count,
+                b.value.total_cents,
+                b.value.max_cents,
+            )
+        })
+        .collect();
+    assert!(!bursts.is_empty(), "no burst: make the run longer");
+    assert_eq!(got.len(), r.bursts.len(), "a burst was reported twice");
+    assert_eq!(got, bursts);
+
+    // Outliers: every transaction in log order (late ones too: no window here), against
+    // the card's average so far.
+    let mut seen: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    let mut outliers = Vec::new();
+    for (t, _) in &txns {
+        let (n, total) = seen.entry(t.card).or_default();
+        if *n >= HISTORY && t.amount_cents as f64 > FACTOR as f64 * (*total as f64 / *n as f64) {
+            outliers.push((t.clone(), *total / *n, *n));
+        }
+        *n += 1;
+        *total += t.amount_cents;
+    }
+    let got: Vec<(Txn, u64, u64)> = r
+        .outliers
+        .iter()
+        .map(|o| (o.txn.clone(), o.average_cents, o.history))
+        .collect();
+    assert!(!outliers.is_empty(), "no outlier: make the run longer");
+    assert_eq!(got, outliers);
+
+    assert_eq!(r.late, late);
+    fraud::print(&r, &prefix);
 }
