@@ -17,6 +17,8 @@ mod fraud;
 mod iot;
 #[path = "../examples/jobs/market.rs"]
 mod market;
+#[path = "../examples/jobs/nexmark.rs"]
+mod nexmark;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -391,4 +393,240 @@ async fn fraud_bursts_and_outliers_match_brute_force() {
 
     assert_eq!(r.late, late);
     fraud::print(&r, &prefix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexmark_queries_match_brute_force() {
+    use nexmark::*;
+    use serde_json::Value;
+    let events = generate(&settings(60_000, 1_000.0, 19));
+    let bids = bids(&events);
+    assert_eq!(bids.len(), 60_000 / 50 * 46);
+    let late = late_count(&bids);
+    assert!(late > 0, "the generator made no late bids");
+    let (app, prefix, _dir) = fresh_app("nexmark").await;
+    let topic = append(&app, &prefix, &events, false)
+        .await
+        .expect("appending");
+    let topics = Topics {
+        bids: topic,
+        output: None,
+    };
+    let runs = nexmark::run(&app, &prefix, &topics, false)
+        .await
+        .expect("the queries run");
+    assert_eq!(runs.iter().map(|r| r.query).collect::<Vec<_>>(), QUERIES);
+    let out = |q: &str| results(&app, &prefix, q).expect("reading results");
+    let field = |v: &Value, f: &str| v[f].as_i64().unwrap_or_else(|| panic!("{f} in {v}"));
+
+    // q0: every bid, as generated and in log order (late ones too: no window).
+    let q0: Vec<Bid> = out("q0")
+        .into_iter()
+        .map(|v| {
+            assert_eq!(v["query"], "q0");
+            serde_json::from_value(v).expect("a q0 result is a bid")
+        })
+        .collect();
+    let all: Vec<Bid> = bids.iter().map(|(b, _)| b.clone()).collect();
+    assert_eq!(q0, all);
+    // q1: the same with prices in euros.
+    let q1: Vec<(u64, i64)> = out("q1")
+        .iter()
+        .map(|v| (field(v, "price") as u64, field(v, "date_time")))
+        .collect();
+    let euros: Vec<(u64, i64)> = all
+        .iter()
+        .map(|b| (b.price * 908 / 1000, b.date_time))
+        .collect();
+    assert_eq!(q1, euros);
+    // q2: auctions divisible by 123.
+    let q2: Vec<(i64, i64)> = out("q2")
+        .iter()
+        .map(|v| (field(v, "auction"), field(v, "price")))
+        .collect();
+    let chosen: Vec<(i64, i64)> = all
+        .iter()
+        .filter(|b| b.auction % 123 == 0)
+        .map(|b| (b.auction as i64, b.price as i64))
+        .collect();
+    assert!(!chosen.is_empty());
+    assert_eq!(q2, chosen);
+
+    let (kept, wm) = on_time(&bids, |b: &Bid| b.date_time, OUT_OF_ORDER_MS);
+    // q5: bids per auction per 10 s window every 2 s; the auctions with the most.
+    let mut counts: BTreeMap<i64, BTreeMap<u64, u64>> = BTreeMap::new();
+    for b in &kept {
+        let mut start = b.date_time.div_euclid(Q5_SLIDE_MS) * Q5_SLIDE_MS;
+        while start > b.date_time - Q5_SIZE_MS {
+            if start + Q5_SIZE_MS <= wm {
+                *counts
+                    .entry(start)
+                    .or_default()
+                    .entry(b.auction)
+                    .or_default() += 1;
+            }
+            start -= Q5_SLIDE_MS;
+        }
+    }
+    let mut hot = BTreeSet::new();
+    for (start, per_auction) in &counts {
+        let max = per_auction.values().max().copied().unwrap_or(0);
+        for (auction, n) in per_auction {
+            if *n == max {
+                hot.insert((*start, *start + Q5_SIZE_MS, *auction as i64, max as i64));
+            }
+        }
+    }
+    let q5 = out("q5");
+    let got: BTreeSet<(i64, i64, i64, i64)> = q5
+        .iter()
+        .map(|v| {
+            (
+                field(v, "window_start"),
+                field(v, "window_end"),
+                field(v, "auction"),
+                field(v, "count"),
+            )
+        })
+        .collect();
+    assert!(hot.len() > 10, "too few q5 windows: make the run longer");
+    assert_eq!(got.len(), q5.len());
+    assert_eq!(got, hot);
+    // q7: the highest bids per 10 s window.
+    // Window start -> (highest price, its bids as (auction, bidder, time)).
+    type Highest = (u64, BTreeSet<(u64, u64, i64)>);
+    let mut highest: BTreeMap<i64, Highest> = BTreeMap::new();
+    for b in &kept {
+        let start = b.date_time.div_euclid(Q7_SIZE_MS) * Q7_SIZE_MS;
+        if start + Q7_SIZE_MS > wm {
+            continue;
+        }
+        let e = highest.entry(start).or_insert((0, BTreeSet::new()));
+        if b.price > e.0 {
+            *e = (b.price, BTreeSet::new());
+        }
+        if b.price == e.0 {
+            e.1.insert((b.auction, b.bidder, b.date_time));
+        }
+    }
+    let expected: BTreeSet<(i64, i64, i64, i64, i64)> = highest
+        .iter()
+        .flat_map(|(start, (price, bids))| {
+            bids.iter()
+                .map(move |(a, who, at)| (*start, *a as i64, *who as i64, *price as i64, *at))
+        })
+        .collect();
+    let q7 = out("q7");
+    let got: BTreeSet<(i64, i64, i64, i64, i64)> = q7
+        .iter()
+        .map(|v| {
+            assert_eq!(
+                field(v, "window_end") - field(v, "window_start"),
+                Q7_SIZE_MS
+            );
+            (
+                field(v, "window_start"),
+                field(v, "auction"),
+                field(v, "bidder"),
+                field(v, "price"),
+                field(v, "date_time"),
+            )
+        })
+        .collect();
+    assert!(expected.len() >= 3);
+    assert_eq!(got.len(), q7.len());
+    assert_eq!(got, expected);
+
+    for r in &runs {
+        assert_eq!(r.bids, bids.len() as u64, "{} read every bid", r.query);
+        let windowed = r.query == "q5" || r.query == "q7";
+        assert_eq!(
+            r.late,
+            if windowed { late } else { 0 },
+            "late bids of {}",
+            r.query
+        );
+    }
+    nexmark::print(&app, &prefix, &topics, &runs).expect("printing");
+}
+
+#[test]
+fn options_are_parsed_and_bad_ones_explained() {
+    let parse = |args: &[&str]| {
+        common::Args::parse_from("nexmark", 10, 5.0, args.iter().map(|s| s.to_string()))
+    };
+    let a = parse(&[
+        "--events",
+        "1_000",
+        "--rate=250",
+        "--seed",
+        "9",
+        "--metrics-listen",
+        "off",
+    ])
+    .expect("valid options");
+    assert_eq!(
+        (a.events, a.rate, a.seed, a.metrics_listen),
+        (1_000, 250.0, 9, None)
+    );
+    let a = parse(&["--metrics-listen", "127.0.0.1:0", "--output-topic", "out"]).expect("valid");
+    assert_eq!(a.metrics_listen.map(|m| m.port()), Some(0));
+    assert_eq!(a.output_topic.as_deref(), Some("out"));
+    let err = |args: &[&str]| parse(args).expect_err("invalid options").to_string();
+    assert!(
+        err(&["--rate", "0"]).contains("positive"),
+        "{}",
+        err(&["--rate", "0"])
+    );
+    assert!(err(&["--events"]).contains("--events needs a value"));
+    assert!(err(&["--bogus", "1"]).contains("unknown option --bogus"));
+    let remote = err(&["--brokers", "127.0.0.1:9092"]);
+    assert!(
+        remote.contains("remote mode is not available yet"),
+        "{remote}"
+    );
+    let other = common::Args::parse_from(
+        "iot",
+        10,
+        5.0,
+        ["--input-topic".to_string(), "t".to_string()],
+    );
+    assert!(other.is_err(), "--input-topic is nexmark's alone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_run_gets_fresh_topics_and_deletes_the_earlier_runs() {
+    let (app, first, _dir) = fresh_app("iot").await;
+    assert_eq!(first.prefix, "iot.r0.");
+    let readings = iot::generate(&settings(2_000, 100.0, 1));
+    iot::run(&app, &first, &readings, false)
+        .await
+        .expect("the job runs");
+    assert!(app.log().topic("iot.r0.readings").is_some());
+    let second = Run::fresh(app.log(), "iot").await.expect("a second run");
+    assert_eq!(
+        second.prefix, "iot.r1.",
+        "the pipeline names of run 0 hold its checkpoint"
+    );
+    assert!(
+        app.log()
+            .topics()
+            .iter()
+            .all(|t| !t.name.starts_with("iot.r0."))
+    );
+    let again = iot::run(&app, &second, &readings, false)
+        .await
+        .expect("the job runs again");
+    assert!(
+        !again.stats.is_empty(),
+        "the second run starts from scratch"
+    );
+    let other = Run::fresh(app.log(), "market")
+        .await
+        .expect("another example");
+    assert_eq!(other.prefix, "market.r0.");
+    assert!(
+        app.log().topic("iot.r1.readings").is_some(),
+        "other examples' topics stay"
+    );
 }

@@ -436,7 +436,8 @@ pub struct TopN<K> {
 /// operator's `on_watermark`; so nothing is held across checkpoints and it needs no state.
 #[derive(Debug)]
 pub struct TopNOp<K> {
-    n: usize,
+    /// How many to keep; `None`: all that share the largest count.
+    n: Option<usize>,
     pending: BTreeMap<(i64, i64), Vec<(K, u64)>>,
 }
 
@@ -444,7 +445,15 @@ impl<K> TopNOp<K> {
     /// The top `n` of each window.
     pub fn new(n: usize) -> Self {
         Self {
-            n,
+            n: Some(n),
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// Every key with the largest count of each window (Nexmark q5's ties).
+    pub fn ties_at_top() -> Self {
+        Self {
+            n: None,
             pending: BTreeMap::new(),
         }
     }
@@ -483,7 +492,16 @@ impl<K: Key> Operator for TopNOp<K> {
                 TopN {
                     start,
                     end,
-                    top: top_n(all, self.n),
+                    top: match self.n {
+                        Some(n) => top_n(all, n),
+                        None => {
+                            let max = all.iter().map(|(_, c)| *c).max().unwrap_or(0);
+                            top_n(
+                                all.into_iter().filter(|(_, c)| *c == max).collect(),
+                                usize::MAX,
+                            )
+                        }
+                    },
                 },
             ));
         }
