@@ -408,15 +408,25 @@ async fn nexmark_queries_match_brute_force() {
     let topic = append(&app, &prefix, &events, false)
         .await
         .expect("appending");
+    // All results to one topic, as `--output-topic` does (q0's and q1's are kept then).
     let topics = Topics {
         bids: topic,
-        output: None,
+        output: Some("nexmark-results".into()),
     };
     let runs = nexmark::run(&app, &prefix, &topics, false)
         .await
         .expect("the queries run");
     assert_eq!(runs.iter().map(|r| r.query).collect::<Vec<_>>(), QUERIES);
-    let out = |q: &str| results(&app, &prefix, q).expect("reading results");
+    let by_query: BTreeMap<&str, Vec<Value>> = QUERIES
+        .iter()
+        .map(|q| {
+            (
+                *q,
+                results(&app, &prefix, &topics, q).expect("reading results"),
+            )
+        })
+        .collect();
+    let out = |q: &str| by_query[q].clone();
     let field = |v: &Value, f: &str| v[f].as_i64().unwrap_or_else(|| panic!("{f} in {v}"));
 
     // q0: every bid, as generated and in log order (late ones too: no window).
@@ -539,6 +549,12 @@ async fn nexmark_queries_match_brute_force() {
 
     for r in &runs {
         assert_eq!(r.bids, bids.len() as u64, "{} read every bid", r.query);
+        assert_eq!(
+            r.results,
+            out(r.query).len() as u64,
+            "results of {}",
+            r.query
+        );
         let windowed = r.query == "q5" || r.query == "q7";
         assert_eq!(
             r.late,
@@ -628,5 +644,50 @@ async fn each_run_gets_fresh_topics_and_deletes_the_earlier_runs() {
     assert!(
         app.log().topic("iot.r1.readings").is_some(),
         "other examples' topics stay"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexmark_without_an_output_topic_counts_q0_and_q1_and_keeps_the_rest() {
+    use nexmark::*;
+    let events = generate(&settings(5_000, 1_000.0, 3));
+    let (app, prefix, _dir) = fresh_app("nexmark").await;
+    let topic = append(&app, &prefix, &events, false)
+        .await
+        .expect("appending");
+    let topics = Topics {
+        bids: topic,
+        output: None,
+    };
+    let runs = nexmark::run(&app, &prefix, &topics, false)
+        .await
+        .expect("the queries run");
+    let n = bids(&events).len() as u64;
+    assert_eq!(
+        (runs[0].results, runs[1].results),
+        (n, n),
+        "q0 and q1 see every bid"
+    );
+    assert!(
+        app.log().topic(&prefix.name("q0")).is_none(),
+        "q0's results are dropped"
+    );
+    for q in ["q2", "q5", "q7"] {
+        let r = runs.iter().find(|r| r.query == q).expect("the query ran");
+        assert_eq!(
+            r.results,
+            results(&app, &prefix, &topics, q).expect("reading").len() as u64
+        );
+    }
+    let missing = Topics {
+        bids: "no-such-topic".into(),
+        output: None,
+    };
+    let err = nexmark::run(&app, &prefix, &missing, false)
+        .await
+        .expect_err("no input");
+    assert!(
+        err.to_string().contains("produce JSON bids to it first"),
+        "{err}"
     );
 }

@@ -12,6 +12,8 @@
 //!
 //! Times are milliseconds since the epoch; prices are in cents.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -179,15 +181,9 @@ pub fn bids(events: &[(NexmarkEvent, Arrival)]) -> Vec<(Bid, Arrival)> {
 pub struct Topics {
     /// Bids.
     pub bids: String,
-    /// Results of every query, or `None` for one topic per query (`<prefix>q5`, ...).
+    /// Results of every query; `None`: q2, q5 and q7 to one topic each (`<prefix>q5`,
+    /// ...), q0 and q1 counted and dropped.
     pub output: Option<String>,
-}
-
-impl Topics {
-    /// The topic a query's results go to.
-    pub fn output_of(&self, run: &Run, query: &str) -> String {
-        self.output.clone().unwrap_or_else(|| run.name(query))
-    }
 }
 
 /// Appends generated events: persons, auctions and bids to their own topics.
@@ -222,27 +218,42 @@ struct TaggedBid {
     bid: Bid,
 }
 
-/// Defines query `query` on pipeline `p`, reading `bids` and writing to `out`.
-fn define(query: &str, p: &Pipeline, bids: &str, out: String) -> anyhow::Result<()> {
+/// Defines query `query` on pipeline `p`, reading `bids` and writing to `out`; with no
+/// `out`, q0's and q1's results are counted in `discarded` and dropped (Nexmark's
+/// "blackhole" sink: they are as large as the input).
+fn define(
+    query: &str,
+    p: &Pipeline,
+    bids: &str,
+    out: Option<String>,
+    discarded: &Arc<AtomicU64>,
+    run: &Run,
+) -> anyhow::Result<()> {
     let source: Stream<Bid> = p.source::<Bid>(
         Topic::json(bids)
             .event_time(|b: &Bid| b.date_time)
             .out_of_orderness(Duration::from_millis(OUT_OF_ORDER_MS as u64)),
     );
-    let sink = Topic::<Value>::json(out.clone());
-    let tagged_sink = Topic::<TaggedBid>::json(out);
     let tag = |query: &str, bid: Bid| TaggedBid {
         query: query.into(),
         bid,
     };
+    let bid_results = |s: Stream<TaggedBid>| match &out {
+        Some(t) => s.sink(Topic::json(t.clone())),
+        None => {
+            let n = discarded.clone();
+            s.inspect(move |_| {
+                n.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+    };
+    let sink = Topic::<Value>::json(out.clone().unwrap_or_else(|| run.name(query)));
     match query {
-        "q0" => source.map(move |b| tag("q0", b)).sink(tagged_sink),
-        "q1" => source
-            .map(move |mut b| {
-                b.price = b.price * 908 / 1000;
-                tag("q1", b)
-            })
-            .sink(tagged_sink),
+        "q0" => bid_results(source.map(move |b| tag("q0", b))),
+        "q1" => bid_results(source.map(move |mut b| {
+            b.price = b.price * 908 / 1000;
+            tag("q1", b)
+        })),
         "q2" => source
             .filter(|b| b.auction % 123 == 0)
             .map(|b| json!({"query": "q2", "auction": b.auction, "price": b.price}))
@@ -330,7 +341,15 @@ pub async fn run(
     let mut runs = Vec::new();
     for query in QUERIES {
         let p = app.pipeline(&run.name(query));
-        define(query, &p, &topics.bids, topics.output_of(run, query))?;
+        let discarded = Arc::new(AtomicU64::new(0));
+        define(
+            query,
+            &p,
+            &topics.bids,
+            topics.output.clone(),
+            &discarded,
+            run,
+        )?;
         let metrics = [p.metrics()];
         let took = common::run_to_end(
             app,
@@ -344,7 +363,7 @@ pub async fn run(
         runs.push(QueryRun {
             query,
             bids: m.records_in,
-            results: m.records_out,
+            results: m.records_out + discarded.load(Ordering::Relaxed),
             late: m.late_records,
             took,
         });
@@ -352,9 +371,13 @@ pub async fn run(
     Ok(runs)
 }
 
-/// The results of `query`, read back from its own topic.
-pub fn results(app: &App, run: &Run, query: &str) -> anyhow::Result<Vec<Value>> {
-    common::read_json(app.log(), &run.name(query))
+/// The results of `query`, read back from its own topic or the shared output topic.
+pub fn results(app: &App, run: &Run, topics: &Topics, query: &str) -> anyhow::Result<Vec<Value>> {
+    let Some(t) = &topics.output else {
+        return common::read_json(app.log(), &run.name(query));
+    };
+    let all: Vec<Value> = common::read_json(app.log(), t)?;
+    Ok(all.into_iter().filter(|v| v["query"] == query).collect())
 }
 
 /// Prints the results as tables.
@@ -377,14 +400,12 @@ pub fn print(app: &App, run: &Run, topics: &Topics, runs: &[QueryRun]) -> anyhow
         &["query", "bids", "results", "late", "seconds", "bids/s"],
         &rows,
     );
-    if topics.output.is_some() {
-        println!(
-            "\nresults are in topic {} (JSON with a \"query\" field)",
-            topics.output_of(run, "")
-        );
+    if let Some(t) = &topics.output {
+        println!("\nresults are in topic {t} (JSON with a \"query\" field)");
         return Ok(());
     }
-    let q5 = results(app, run, "q5")?;
+    println!("(q0 and q1 results are counted and dropped; --output-topic T keeps them)");
+    let q5 = results(app, run, topics, "q5")?;
     let mut windows: Vec<(i64, i64, Vec<String>, String)> = Vec::new();
     for v in &q5 {
         let (start, end) = (
@@ -425,7 +446,7 @@ pub fn print(app: &App, run: &Run, topics: &Topics, runs: &[QueryRun]) -> anyhow
         &["window (UTC)", "bids", "auctions"],
         &rows,
     );
-    let q7 = results(app, run, "q7")?;
+    let q7 = results(app, run, topics, "q7")?;
     let rows: Vec<Vec<String>> = q7
         .iter()
         .rev()
@@ -450,7 +471,7 @@ pub fn print(app: &App, run: &Run, topics: &Topics, runs: &[QueryRun]) -> anyhow
         &rows,
     );
     println!(
-        "\ntopics {}{{person, auction, bid, q0, q1, q2, q5, q7}}",
+        "\ntopics {}{{person, auction, bid, q2, q5, q7}}",
         run.prefix
     );
     Ok(())
