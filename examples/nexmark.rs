@@ -1,6 +1,6 @@
 //! The Nexmark benchmark's queries: `cargo run --release --example nexmark`
 //!
-//! Generates 2,000,000 Nexmark events (`--events N`, `--rate R` events per second of event
+//! Generates 1,000,000 Nexmark events (`--events N`, `--rate R` events per second of event
 //! time, `--seed S`; 5% out of order, 0.5% late): persons, auctions and bids in Nexmark's
 //! 1:3:46 proportions, appended as JSON to topics `nexmark.r<N>.{person,auction,bid}` of
 //! `./weir-data` (`--data DIR`). Then it runs the queries over the bids, each as its own
@@ -34,7 +34,7 @@ use weir::App;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = common::Args::parse("nexmark", 2_000_000, 10_000.0)?;
+    let args = common::Args::parse("nexmark", 1_000_000, 10_000.0)?;
     common::serve_metrics(args.metrics_listen).await?;
     let app = App::open(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
     let run = common::Run::fresh(app.log(), "nexmark").await?;

@@ -44,7 +44,7 @@ pub fn page_name(n: u64) -> String {
 }
 
 /// Generates clicks in the order they are appended. Users visit in waves: every 2 minutes
-/// of event time another 100 users arrive, each browses for up to 6 minutes, and a user
+/// of event time another 1,000 users arrive, each browses for up to 6 minutes, and a user
 /// comes back about 100 minutes later (a new session).
 pub fn generate(g: &Gen) -> Vec<(Click, Arrival)> {
     let mut clock = Clock::new(
@@ -57,7 +57,7 @@ pub fn generate(g: &Gen) -> Vec<(Click, Arrival)> {
         .map(|_| {
             let (at, arrival) = clock.tick();
             let wave = ((at - common::EPOCH_MS) / 120_000) as u64;
-            let user = ((wave * 100 + rng.below(300)) % 5_000) as u32;
+            let user = ((wave * 1_000 + rng.below(3_000)) % 50_000) as u32;
             let page = page_name(rng.skewed(400));
             (Click { user, page, at }, arrival)
         })
@@ -162,7 +162,9 @@ pub fn print(r: &Results, run: &Run) {
     );
     println!(
         "late clicks counted: {} by the page counts, {} by the sessions; topics {}{{clicks, views-per-page, top-pages, sessions}}",
-        r.late_views, r.late_sessions, run.prefix
+        common::thousands(r.late_views),
+        common::thousands(r.late_sessions),
+        run.prefix
     );
     let rows: Vec<Vec<String>> = r
         .top

@@ -258,7 +258,7 @@ pub fn print(r: &Results, run: &Run) {
         common::thousands(r.generated[2]),
         r.took,
         common::per_sec(n, r.took),
-        r.late,
+        common::thousands(r.late),
     );
     println!(
         "{} bursts, {} outlier amounts; topics {}{{transactions, bursts, outliers}}",

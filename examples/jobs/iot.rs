@@ -286,8 +286,8 @@ pub fn print(r: &Results, run: &Run) {
     );
     println!(
         "late readings counted: {} ({} in topic {}late-readings); topics {}{{readings, device-stats, alerts, late-readings}}",
-        r.late,
-        r.late_topic.len(),
+        common::thousands(r.late),
+        common::thousands(r.late_topic.len()),
         run.prefix,
         run.prefix
     );

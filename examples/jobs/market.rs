@@ -220,7 +220,7 @@ pub fn print(r: &Results, run: &Run) {
         common::thousands(r.generated[2]),
         r.took,
         common::per_sec(n, r.took),
-        r.late / 2,
+        common::thousands(r.late / 2),
     );
     println!(
         "topics {}{{trades, vwap-1s, vwap-5s}}: {} and {} symbol-windows",
