@@ -691,3 +691,31 @@ async fn nexmark_without_an_output_topic_counts_q0_and_q1_and_keeps_the_rest() {
         "{err}"
     );
 }
+
+#[test]
+fn readme_pipeline_is_the_facade_doctest() {
+    let lib = include_str!("../src/lib.rs");
+    let doctest: Vec<&str> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .skip_while(|l| *l != "```")
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .filter(|l| !l.starts_with("# "))
+        .collect();
+    let readme = include_str!("../README.md");
+    let at = readme
+        .find("```rust\nuse weir::stream::{Tumbling, Windowed, secs};")
+        .expect("the README shows the 20-line pipeline");
+    let shown: Vec<&str> = readme[at..]
+        .lines()
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .collect();
+    assert!(shown.len() >= 20);
+    assert_eq!(
+        shown, doctest,
+        "README.md and the doctest in src/lib.rs differ"
+    );
+}
