@@ -13,7 +13,10 @@
 //!
 //! `--input-topic T` reads bids from topic T of the log instead of generating them: JSON
 //! objects with Nexmark's field names `auction`, `bidder`, `price`, `channel`, `url`,
-//! `date_time` (epoch milliseconds, the event time) and `extra`.
+//! `date_time` (epoch milliseconds, the event time) and `extra`. With `--brokers
+//! HOST:PORT --input-topic T` it reads T from that broker (weir or Kafka; every partition,
+//! from the start to its end when the copy catches up) into the embedded log, runs the
+//! queries there, and with `--output-topic T2` produces the results to T2 at the broker.
 //! `--output-topic T` writes every query's results to T instead of one topic per query
 //! (`nexmark.r<N>.q0`, ...). Result records are JSON objects with a `query` field and:
 //! - q0: `auction, bidder, price, channel, url, date_time, extra` (the bid as read);
@@ -38,29 +41,44 @@ async fn main() -> anyhow::Result<()> {
     common::serve_metrics(args.metrics_listen).await?;
     let app = App::open(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
     let run = common::Run::fresh(app.log(), "nexmark").await?;
-    let bids = match &args.input_topic {
-        Some(t) => t.clone(),
-        None => {
-            let events = job::generate(&args.gen_settings());
-            let bids = job::bids(&events);
-            let late = bids
-                .iter()
-                .filter(|(_, a)| *a == common::Arrival::Late)
-                .count();
-            println!(
-                "generated {} events: {} bids ({} of them late)",
-                common::thousands(events.len()),
-                common::thousands(bids.len()),
-                common::thousands(late)
-            );
-            job::append(&app, &run, &events, true).await?
-        }
-    };
     let topics = job::Topics {
-        bids,
-        output: args.output_topic.clone(),
+        bids: match (&args.brokers, &args.input_topic) {
+            (Some(brokers), Some(t)) => {
+                let local = run.name("bid");
+                let n = common::bridge::pull(brokers, t, app.log(), &local, true).await?;
+                println!("copied {} bids from {t} at {brokers}", common::thousands(n));
+                local
+            }
+            (None, Some(t)) => t.clone(),
+            _ => {
+                let events = job::generate(&args.gen_settings());
+                let bids = job::bids(&events);
+                let late = bids
+                    .clone()
+                    .filter(|(_, a)| *a == common::Arrival::Late)
+                    .count();
+                println!(
+                    "generated {} events: {} bids ({} of them late)",
+                    common::thousands(events.len()),
+                    common::thousands(bids.count()),
+                    common::thousands(late)
+                );
+                job::append(&app, &run, &events, true).await?
+            }
+        },
+        // In remote mode the results are written locally first, then copied out.
+        output: match (&args.brokers, &args.output_topic) {
+            (Some(_), Some(_)) => Some(run.name("results")),
+            (_, t) => t.clone(),
+        },
     };
     let runs = job::run(&app, &run, &topics, true).await?;
     job::print(&app, &run, &topics, &runs)?;
+    if let (Some(brokers), Some(t), Some(local)) =
+        (&args.brokers, &args.output_topic, &topics.output)
+    {
+        let n = common::bridge::push(app.log(), local, brokers, t, true).await?;
+        println!("wrote {} results to {t} at {brokers}", common::thousands(n));
+    }
     Ok(())
 }

@@ -400,7 +400,7 @@ async fn nexmark_queries_match_brute_force() {
     use nexmark::*;
     use serde_json::Value;
     let events = generate(&settings(60_000, 1_000.0, 19));
-    let bids = bids(&events);
+    let bids: Vec<(Bid, Arrival)> = bids(&events).map(|(b, a)| (b.clone(), a)).collect();
     assert_eq!(bids.len(), 60_000 / 50 * 46);
     let late = late_count(&bids);
     assert!(late > 0, "the generator made no late bids");
@@ -597,9 +597,20 @@ fn options_are_parsed_and_bad_ones_explained() {
     assert!(err(&["--events"]).contains("--events needs a value"));
     assert!(err(&["--bogus", "1"]).contains("unknown option --bogus"));
     let remote = err(&["--brokers", "127.0.0.1:9092"]);
+    assert!(remote.contains("add --input-topic"), "{remote}");
+    let a = parse(&["--brokers", "127.0.0.1:9092", "--input-topic", "bids"]).expect("remote");
+    assert_eq!(a.brokers.as_deref(), Some("127.0.0.1:9092"));
+    let elsewhere = common::Args::parse_from(
+        "clickstream",
+        10,
+        5.0,
+        ["--brokers", "127.0.0.1:9092"].map(String::from),
+    )
+    .expect_err("remote mode is nexmark's alone")
+    .to_string();
     assert!(
-        remote.contains("remote mode is not available yet"),
-        "{remote}"
+        elsewhere.contains("remote mode is not available for clickstream"),
+        "{elsewhere}"
     );
     let other = common::Args::parse_from(
         "iot",
@@ -662,7 +673,7 @@ async fn nexmark_without_an_output_topic_counts_q0_and_q1_and_keeps_the_rest() {
     let runs = nexmark::run(&app, &prefix, &topics, false)
         .await
         .expect("the queries run");
-    let n = bids(&events).len() as u64;
+    let n = bids(&events).count() as u64;
     assert_eq!(
         (runs[0].results, runs[1].results),
         (n, n),
@@ -718,4 +729,112 @@ fn readme_pipeline_is_the_facade_doctest() {
         shown, doctest,
         "README.md and the doctest in src/lib.rs differ"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexmark_reads_bids_from_a_broker_and_writes_results_back() {
+    use nexmark::*;
+    use weir::broker::{Broker, BrokerConfig};
+    use weir::client::{
+        Client, Consumer, ConsumerConfig, NewTopic, Offset, Producer, ProducerConfig,
+        ProducerRecord,
+    };
+    let served = tempfile::tempdir().expect("a temporary directory");
+    let log = weir::log::Log::open(served.path()).expect("the broker's log");
+    let config = BrokerConfig {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::bind(log, config)
+        .await
+        .expect("a broker on 127.0.0.1");
+    let addr = broker.local_addr().to_string();
+    tokio::spawn(broker.run_until(std::future::pending()));
+
+    // Someone else produces JSON bids to a topic of two partitions.
+    let events = generate(&settings(10_000, 1_000.0, 23));
+    let client = Client::connect(&addr).await.expect("connecting");
+    client
+        .create_topic(NewTopic::new("bids-in", 2))
+        .await
+        .expect("creating the input topic");
+    let producer = Producer::new(client, ProducerConfig::default()).expect("a producer");
+    let mut sent = Vec::new();
+    for (b, _) in bids(&events) {
+        let value = serde_json::to_vec(b).expect("a bid as JSON");
+        let record = ProducerRecord::new("bids-in", value).with_timestamp(b.date_time);
+        sent.push(producer.send(record).await.expect("sending"));
+    }
+    producer.flush().await;
+    for d in sent {
+        d.wait().await.expect("acknowledged");
+    }
+
+    let (app, prefix, _dir) = fresh_app("nexmark").await;
+    let local = prefix.name("bid");
+    let copied = common::bridge::pull(&addr, "bids-in", app.log(), &local, false)
+        .await
+        .expect("copying the bids in");
+    assert_eq!(copied, bids(&events).count() as u64);
+    let topics = Topics {
+        bids: local,
+        output: Some(prefix.name("results")),
+    };
+    let runs = nexmark::run(&app, &prefix, &topics, false)
+        .await
+        .expect("the queries run");
+    let pushed = common::bridge::push(
+        app.log(),
+        &prefix.name("results"),
+        &addr,
+        "results-out",
+        false,
+    )
+    .await
+    .expect("copying the results out");
+    assert_eq!(pushed, runs.iter().map(|r| r.results).sum::<u64>());
+
+    // The broker holds every result; q2's are exactly the selected bids (in some order:
+    // the two input partitions interleave).
+    let client = Client::connect(&addr).await.expect("connecting");
+    let mut consumer = Consumer::new(client, ConsumerConfig::default());
+    consumer
+        .assign_all("results-out", Offset::Earliest)
+        .await
+        .expect("reading the results");
+    let mut out: Vec<serde_json::Value> = Vec::new();
+    loop {
+        for r in consumer.poll().await.expect("polling") {
+            out.push(serde_json::from_slice(r.value.as_deref().unwrap_or_default()).expect("JSON"));
+        }
+        if consumer.at_end() {
+            break;
+        }
+    }
+    assert_eq!(out.len() as u64, pushed);
+    let mut q2: Vec<(u64, u64)> = out
+        .iter()
+        .filter(|v| v["query"] == "q2")
+        .map(|v| {
+            (
+                v["auction"].as_u64().unwrap_or(0),
+                v["price"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let mut selected: Vec<(u64, u64)> = bids(&events)
+        .filter(|(b, _)| b.auction % 123 == 0)
+        .map(|(b, _)| (b.auction, b.price))
+        .collect();
+    q2.sort_unstable();
+    selected.sort_unstable();
+    assert!(!selected.is_empty());
+    assert_eq!(q2, selected);
+    let q0 = out.iter().filter(|v| v["query"] == "q0").count() as u64;
+    assert_eq!(q0, copied);
+
+    let err = common::bridge::pull(&addr, "no-such-topic", app.log(), "elsewhere", false)
+        .await
+        .expect_err("no such topic");
+    assert!(format!("{err:#}").contains("does it exist"), "{err:#}");
 }

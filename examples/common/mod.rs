@@ -5,6 +5,8 @@
 //! Each example uses only part of this module.
 #![allow(dead_code)]
 
+pub mod bridge;
+
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::net::SocketAddr;
@@ -34,7 +36,8 @@ pub struct Args {
     pub seed: u64,
     /// Where the embedded log lives.
     pub data: PathBuf,
-    /// A remote broker (not supported by weir-stream yet; refused with an explanation).
+    /// A remote broker: nexmark copies its input from there and its results back; the
+    /// other examples refuse it with an explanation.
     pub brokers: Option<String>,
     /// Where /metrics listens; `None` when turned off.
     pub metrics_listen: Option<SocketAddr>,
@@ -122,15 +125,23 @@ impl Args {
                 _ => bail!("unknown option {flag}\n\n{}", usage(example, events, rate)),
             }
         }
-        if let Some(b) = &a.brokers {
-            bail!(
-                "--brokers {b}: remote mode is not available yet: weir-stream pipelines run on \
-                 the embedded log only. Run without --brokers (the job uses {}); to serve its \
-                 topics to Kafka clients afterwards, run `weir broker --data {}` once the job \
-                 has finished.",
+        match (&a.brokers, example, &a.input_topic) {
+            (None, _, _) | (Some(_), "nexmark", Some(_)) => {}
+            (Some(b), "nexmark", None) => bail!(
+                "--brokers {b}: nexmark reads bids from the broker in remote mode: add \
+                 --input-topic T (a topic of JSON bids there), or leave out --brokers to \
+                 generate them into {}",
+                a.data.display()
+            ),
+            (Some(b), _, _) => bail!(
+                "--brokers {b}: remote mode is not available for {example}: weir-stream \
+                 pipelines run on the embedded log only (nexmark copies a broker's topic in \
+                 and its results out). Run without --brokers (the job uses {}); to serve its \
+                 topics to Kafka clients afterwards, run `weir broker --data {}` once the \
+                 job has finished.",
                 a.data.display(),
                 a.data.display()
-            );
+            ),
         }
         Ok(a)
     }
@@ -153,7 +164,7 @@ fn usage(example: &str, events: u64, rate: f64) -> String {
          \x20 --seed S                random seed (default 42)\n\
          \x20 --data DIR              the embedded log (default ./weir-data)\n\
          \x20 --metrics-listen ADDR   /metrics address, port 0 picks one, or off (default 127.0.0.1:9898)\n\
-         \x20 --brokers HOST:PORT     a remote broker (not supported yet)"
+         \x20 --brokers HOST:PORT     a remote broker (nexmark only, with --input-topic)"
     );
     if example == "nexmark" {
         s.push_str(

@@ -166,14 +166,11 @@ pub fn generate(g: &Gen) -> Vec<(NexmarkEvent, Arrival)> {
 }
 
 /// The bids of generated events, with how they arrive.
-pub fn bids(events: &[(NexmarkEvent, Arrival)]) -> Vec<(Bid, Arrival)> {
-    events
-        .iter()
-        .filter_map(|(e, a)| match e {
-            NexmarkEvent::Bid(b) => Some((b.clone(), *a)),
-            _ => None,
-        })
-        .collect()
+pub fn bids(events: &[(NexmarkEvent, Arrival)]) -> impl Iterator<Item = (&Bid, Arrival)> + Clone {
+    events.iter().filter_map(|(e, a)| match e {
+        NexmarkEvent::Bid(b) => Some((b, *a)),
+        _ => None,
+    })
 }
 
 /// Where the job reads bids and writes results.
