@@ -91,8 +91,7 @@ pub async fn run(
     show: bool,
 ) -> anyhow::Result<Results> {
     let topic = run.name("clicks");
-    let records: Vec<(i64, &Click)> = clicks.iter().map(|(c, _)| (c.at, c)).collect();
-    common::append_json(app.log(), &topic, &records, show).await?;
+    common::append_generated(app.log(), &topic, clicks, |c| c.at, show).await?;
     let source = || {
         Topic::json(topic.clone())
             .event_time(|c: &Click| c.at)
@@ -133,17 +132,13 @@ pub async fn run(
         "running views + sessions",
     )
     .await?;
-    let mut generated = [0; 3];
-    for (_, a) in clicks {
-        generated[*a as usize] += 1;
-    }
     Ok(Results {
         views: common::read_json(app.log(), &run.name("views-per-page"))?,
         top: common::read_json(app.log(), &run.name("top-pages"))?,
         sessions: common::read_json(app.log(), &run.name("sessions"))?,
         late_views: metrics[0].snapshot().late_records,
         late_sessions: metrics[1].snapshot().late_records,
-        generated,
+        generated: common::arrivals(clicks),
         took,
     })
 }
@@ -152,11 +147,8 @@ pub async fn run(
 pub fn print(r: &Results, run: &Run) {
     let n: u64 = r.generated.iter().sum();
     println!(
-        "\nclickstream: {} clicks ({} in order, {} out of order, {} late) through 2 pipelines in {:.2?} ({} clicks/s over both)",
-        common::thousands(n),
-        common::thousands(r.generated[0]),
-        common::thousands(r.generated[1]),
-        common::thousands(r.generated[2]),
+        "\nclickstream: {} through 2 pipelines in {:.2?} ({} clicks/s over both)",
+        common::described("clicks", r.generated),
         r.took,
         common::per_sec(2 * n, r.took),
     );

@@ -193,8 +193,7 @@ pub async fn run(
     show: bool,
 ) -> anyhow::Result<Results> {
     let topic = run.name("transactions");
-    let records: Vec<(i64, &Txn)> = txns.iter().map(|(t, _)| (t.at, t)).collect();
-    common::append_json(app.log(), &topic, &records, show).await?;
+    common::append_generated(app.log(), &topic, txns, |t| t.at, show).await?;
 
     let p = app.pipeline(&run.name("fraud"));
     let source = p.source::<Txn>(
@@ -229,15 +228,11 @@ pub async fn run(
 
     let metrics = [p.metrics()];
     let took = common::run_to_end(app, &metrics, txns.len() as u64, show, "running fraud").await?;
-    let mut generated = [0; 3];
-    for (_, a) in txns {
-        generated[*a as usize] += 1;
-    }
     Ok(Results {
         bursts: common::read_json(app.log(), &run.name("bursts"))?,
         outliers: common::read_json(app.log(), &run.name("outliers"))?,
         late: metrics[0].snapshot().late_records,
-        generated,
+        generated: common::arrivals(txns),
         took,
     })
 }
@@ -250,12 +245,9 @@ fn dollars(cents: u64) -> String {
 pub fn print(r: &Results, run: &Run) {
     let n: u64 = r.generated.iter().sum();
     println!(
-        "\nfraud: {} transactions of {} cards ({} in order, {} out of order, {} late) in {:.2?} ({} transactions/s); late transactions counted: {}",
-        common::thousands(n),
+        "\nfraud: {} of {} cards in {:.2?} ({} transactions/s); late transactions counted: {}",
+        common::described("transactions", r.generated),
         common::thousands(CARDS),
-        common::thousands(r.generated[0]),
-        common::thousands(r.generated[1]),
-        common::thousands(r.generated[2]),
         r.took,
         common::per_sec(n, r.took),
         common::thousands(r.late),

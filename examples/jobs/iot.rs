@@ -223,8 +223,7 @@ pub async fn run(
     show: bool,
 ) -> anyhow::Result<Results> {
     let topic = run.name("readings");
-    let records: Vec<(i64, &Reading)> = readings.iter().map(|(r, _)| (r.at, r)).collect();
-    common::append_json(app.log(), &topic, &records, show).await?;
+    common::append_generated(app.log(), &topic, readings, |r| r.at, show).await?;
 
     let p = app.pipeline(&run.name("device-stats"));
     let stats = p
@@ -258,16 +257,12 @@ pub async fn run(
         "running device-stats",
     )
     .await?;
-    let mut generated = [0; 3];
-    for (_, a) in readings {
-        generated[*a as usize] += 1;
-    }
     Ok(Results {
         stats: common::read_json(app.log(), &run.name("device-stats"))?,
         alerts: common::read_json(app.log(), &run.name("alerts"))?,
         late: metrics[0].snapshot().late_records,
         late_topic: common::read_json(app.log(), &run.name("late-readings"))?,
-        generated,
+        generated: common::arrivals(readings),
         took,
     })
 }
@@ -276,11 +271,8 @@ pub async fn run(
 pub fn print(r: &Results, run: &Run) {
     let n: u64 = r.generated.iter().sum();
     println!(
-        "\niot: {} readings of {DEVICES} sensors ({} in order, {} out of order, {} late) in {:.2?} ({} readings/s)",
-        common::thousands(n),
-        common::thousands(r.generated[0]),
-        common::thousands(r.generated[1]),
-        common::thousands(r.generated[2]),
+        "\niot: {} of {DEVICES} sensors in {:.2?} ({} readings/s)",
+        common::described("readings", r.generated),
         r.took,
         common::per_sec(n, r.took),
     );

@@ -125,8 +125,7 @@ pub async fn run(
     show: bool,
 ) -> anyhow::Result<Results> {
     let topic = run.name("trades");
-    let records: Vec<(i64, &Trade)> = trades.iter().map(|(t, _)| (t.at, t)).collect();
-    common::append_json(app.log(), &topic, &records, show).await?;
+    common::append_generated(app.log(), &topic, trades, |t| t.at, show).await?;
 
     let p = app.pipeline(&run.name("vwap"));
     let trades_in = p.source::<Trade>(
@@ -148,15 +147,11 @@ pub async fn run(
 
     let metrics = [p.metrics()];
     let took = common::run_to_end(app, &metrics, trades.len() as u64, show, "running vwap").await?;
-    let mut generated = [0; 3];
-    for (_, a) in trades {
-        generated[*a as usize] += 1;
-    }
     Ok(Results {
         tumbling: common::read_json(app.log(), &run.name(name_a))?,
         hopping: common::read_json(app.log(), &run.name(name_b))?,
         late: metrics[0].snapshot().late_records,
-        generated,
+        generated: common::arrivals(trades),
         took,
     })
 }
@@ -213,11 +208,8 @@ pub fn top_movers(tumbling: &[Windowed<String, Volume>], n: usize) -> Vec<Move> 
 pub fn print(r: &Results, run: &Run) {
     let n: u64 = r.generated.iter().sum();
     println!(
-        "\nmarket: {} trades ({} in order, {} out of order, {} late) in {:.2?} ({} trades/s); late trades counted: {} (by each of the 2 window operators)",
-        common::thousands(n),
-        common::thousands(r.generated[0]),
-        common::thousands(r.generated[1]),
-        common::thousands(r.generated[2]),
+        "\nmarket: {} in {:.2?} ({} trades/s); late trades counted: {} (by each of the 2 window operators)",
+        common::described("trades", r.generated),
         r.took,
         common::per_sec(n, r.took),
         common::thousands(r.late / 2),
