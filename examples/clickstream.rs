@@ -17,15 +17,9 @@ mod common;
 #[path = "jobs/clickstream.rs"]
 mod job;
 
-use anyhow::Context;
-use weir::App;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = common::Args::parse("clickstream", 2_000_000, 200.0)?;
-    common::serve_metrics(args.metrics_listen).await?;
-    let app = App::open(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
-    let run = common::Run::fresh(app.log(), "clickstream").await?;
+    let (args, app, run) = common::start("clickstream", 2_000_000, 200.0).await?;
     let clicks = job::generate(&args.gen_settings());
     let results = job::run(&app, &run, &clicks, true).await?;
     job::print(&results, &run);

@@ -15,15 +15,9 @@ mod common;
 #[path = "jobs/fraud.rs"]
 mod job;
 
-use anyhow::Context;
-use weir::App;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = common::Args::parse("fraud", 2_000_000, 100.0)?;
-    common::serve_metrics(args.metrics_listen).await?;
-    let app = App::open(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
-    let run = common::Run::fresh(app.log(), "fraud").await?;
+    let (args, app, run) = common::start("fraud", 2_000_000, 100.0).await?;
     let txns = job::generate(&args.gen_settings());
     let results = job::run(&app, &run, &txns, true).await?;
     job::print(&results, &run);

@@ -15,15 +15,9 @@ mod common;
 #[path = "jobs/iot.rs"]
 mod job;
 
-use anyhow::Context;
-use weir::App;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = common::Args::parse("iot", 2_000_000, 2_000.0)?;
-    common::serve_metrics(args.metrics_listen).await?;
-    let app = App::open(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
-    let run = common::Run::fresh(app.log(), "iot").await?;
+    let (args, app, run) = common::start("iot", 2_000_000, 2_000.0).await?;
     let readings = job::generate(&args.gen_settings());
     let results = job::run(&app, &run, &readings, true).await?;
     job::print(&results, &run);

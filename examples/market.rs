@@ -14,15 +14,9 @@ mod common;
 #[path = "jobs/market.rs"]
 mod job;
 
-use anyhow::Context;
-use weir::App;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = common::Args::parse("market", 2_000_000, 10_000.0)?;
-    common::serve_metrics(args.metrics_listen).await?;
-    let app = App::open(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
-    let run = common::Run::fresh(app.log(), "market").await?;
+    let (args, app, run) = common::start("market", 2_000_000, 10_000.0).await?;
     let trades = job::generate(&args.gen_settings());
     let results = job::run(&app, &run, &trades, true).await?;
     job::print(&results, &run);

@@ -32,15 +32,9 @@ mod common;
 #[path = "jobs/nexmark.rs"]
 mod job;
 
-use anyhow::Context;
-use weir::App;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = common::Args::parse("nexmark", 1_000_000, 10_000.0)?;
-    common::serve_metrics(args.metrics_listen).await?;
-    let app = App::open(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
-    let run = common::Run::fresh(app.log(), "nexmark").await?;
+    let (args, app, run) = common::start("nexmark", 1_000_000, 10_000.0).await?;
     let topics = job::Topics {
         bids: match (&args.brokers, &args.input_topic) {
             (Some(brokers), Some(t)) => {

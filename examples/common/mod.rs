@@ -422,6 +422,16 @@ pub fn progress(show: bool, total: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// What every example does first: parse the command line (with its default event count
+/// and rate), serve /metrics, open the log and pick a fresh run.
+pub async fn start(example: &str, events: u64, rate: f64) -> anyhow::Result<(Args, App, Run)> {
+    let args = Args::parse(example, events, rate)?;
+    serve_metrics(args.metrics_listen).await?;
+    let app = App::open(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
+    let run = Run::fresh(app.log(), example).await?;
+    Ok((args, app, run))
+}
+
 /// Starts /metrics if asked to, and says where it is.
 pub async fn serve_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
     if let Some(addr) = addr {
