@@ -254,8 +254,8 @@ pub fn print(r: &Results, run: &Run) {
     );
     println!(
         "{} bursts, {} outlier amounts; topics {}{{transactions, bursts, outliers}}",
-        r.bursts.len(),
-        r.outliers.len(),
+        common::thousands(r.bursts.len()),
+        common::thousands(r.outliers.len()),
         run.prefix
     );
     let mut bursts: Vec<&Windowed<u32, Burst>> = r.bursts.iter().collect();

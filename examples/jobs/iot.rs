@@ -271,8 +271,9 @@ pub async fn run(
 pub fn print(r: &Results, run: &Run) {
     let n: u64 = r.generated.iter().sum();
     println!(
-        "\niot: {} of {DEVICES} sensors in {:.2?} ({} readings/s)",
+        "\niot: {} of {} sensors in {:.2?} ({} readings/s)",
         common::described("readings", r.generated),
+        common::thousands(DEVICES),
         r.took,
         common::per_sec(n, r.took),
     );
