@@ -2,7 +2,8 @@
 //!
 //! Run: `cargo bench --bench stream` (set WEIR_BENCH_EVENTS to change the 10,000,000 bids,
 //! WEIR_BENCH_QUERIES=q1,hopping to run some queries only, WEIR_BENCH_CHECKPOINT_MS and
-//! WEIR_BENCH_CHECKPOINT_RECORDS to change the checkpoint cadence).
+//! WEIR_BENCH_CHECKPOINT_RECORDS to change the checkpoint cadence, WEIR_BENCH_PARTITIONS
+//! to change the 2 partitions of the parallel run; 1 skips it).
 //!
 //! Bids are generated into a one-partition topic of the embedded log (32-byte binary
 //! values, 100,000 bids per second of event time, 10,000 auctions). Each query then runs to
@@ -10,6 +11,11 @@
 //! durability); the hand-written loop reads the log, decodes, computes in a HashMap and
 //! commits its outputs and offsets at the same cadence. Figures are events per second of
 //! wall time and per second of CPU time (all threads: the pipeline and the log's writer).
+//! The framework runs each query twice: as one task over the one-partition topic, and with
+//! `App::parallel` as one task per partition over the same bids in a topic of
+//! WEIR_BENCH_PARTITIONS partitions (bid `i` in partition `i % n`), on a tokio runtime with
+//! as many worker threads; its windowed queries route (auction, price) pairs to their
+//! owning task through a repartition topic.
 //! A JSON report with the machine and parameters goes to target/bench-reports/stream.json.
 
 mod common;
@@ -19,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use weir::log::batch;
 use weir::log::{CommittedOffset, Log, Record, TopicConfig, Unit};
-use weir::stream::{App, Codec, CodecError, Hopping, Json, Topic, Tumbling, Windowed};
+use weir::stream::{
+    App, Codec, CodecError, Hopping, Json, Pipeline, Stream, Topic, Tumbling, Windowed,
+};
 
 const AUCTIONS: u64 = 10_000;
 const EVENTS_PER_SEC: i64 = 100_000;
@@ -111,8 +119,9 @@ fn keep_forever() -> TopicConfig {
     }
 }
 
-fn generate(log: &Log, n: u64) {
-    log.create_topic("bids", 1, keep_forever())
+/// Bids `0..n` into `topic`, bid `i` in partition `i % partitions`.
+fn generate(log: &Log, topic: &str, partitions: u64, n: u64) {
+    log.create_topic(topic, partitions as i32, keep_forever())
         .wait()
         .expect("create bids");
     let mut value = Vec::with_capacity(32);
@@ -120,22 +129,31 @@ fn generate(log: &Log, n: u64) {
     while i < n {
         let mut unit = Unit::new();
         for _ in 0..20 {
-            let recs: Vec<Record> = (i..(i + 5000).min(n))
-                .map(|j| {
-                    let b = bid(j);
-                    value.clear();
-                    BidCodec.encode(&b, &mut value).expect("encode");
-                    Record::value(b.date_time, value.clone())
-                })
-                .collect();
-            i += recs.len() as u64;
-            unit.append_records("bids", 0, &recs);
+            let chunk = i..(i + 5000).min(n);
+            i = chunk.end;
+            for p in 0..partitions {
+                let recs: Vec<Record> = (chunk.clone())
+                    .filter(|j| j % partitions == p)
+                    .map(|j| {
+                        let b = bid(j);
+                        value.clear();
+                        BidCodec.encode(&b, &mut value).expect("encode");
+                        Record::value(b.date_time, value.clone())
+                    })
+                    .collect();
+                unit.append_records(topic, p as i32, &recs);
+            }
             if i >= n {
                 break;
             }
         }
         log.commit(unit).wait().expect("append bids");
     }
+}
+
+/// The parallel runs' partition count.
+fn partitions() -> u64 {
+    env_or("WEIR_BENCH_PARTITIONS", 2)
 }
 
 /// CPU seconds this process has used (all threads), from /proc.
@@ -162,18 +180,14 @@ fn measure(f: impl FnOnce()) -> Measured {
     }
 }
 
-fn framework(log: &Log, query: &str) -> Measured {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let app = App::with_log(log.clone());
-    let bids = app
-        .pipeline(&format!("fw-{query}"))
-        .checkpoint_interval(Duration::from_millis(checkpoint_ms()))
+fn bids(p: Pipeline, topic: &str) -> Stream<Bid> {
+    p.checkpoint_interval(Duration::from_millis(checkpoint_ms()))
         .checkpoint_records(checkpoint_records())
-        .source::<Bid>(Topic::with_codec("bids", BidCodec).event_time(|b: &Bid| b.date_time));
-    let out = format!("fw-{query}-out");
+        .source::<Bid>(Topic::with_codec(topic, BidCodec).event_time(|b: &Bid| b.date_time))
+}
+
+/// Defines q1 or q2; gives the bids back for a windowed query.
+fn stateless(query: &str, bids: Stream<Bid>, out: &str) -> Option<Stream<Bid>> {
     match query {
         "q1" => bids
             .map(|b| Bid {
@@ -185,6 +199,62 @@ fn framework(log: &Log, query: &str) -> Measured {
             .filter(|b| b.auction % 123 == 0)
             .map(|b| (b.auction, b.price))
             .sink(Topic::with_codec(out, PairCodec)),
+        _ => return Some(bids),
+    }
+    None
+}
+
+/// The query as one task per partition of `bids-<n>`.
+fn framework_parallel(log: &Log, query: &str, partitions: u64) -> Measured {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(partitions as usize)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let app = App::with_log(log.clone());
+    let (query, out) = (query.to_string(), format!("par-{query}-out"));
+    app.parallel(&format!("par-{query}"), move |p| {
+        let Some(bids) = stateless(&query, bids(p.clone(), &format!("bids-{partitions}")), &out)
+        else {
+            return;
+        };
+        let prices = bids
+            .key_by(|b| b.auction)
+            .map_values(|b| b.price)
+            .repartition();
+        if query == "tumbling" {
+            prices
+                .window(Tumbling::every(Duration::from_secs(10)))
+                .aggregate((0u64, 0u64), |a, price| {
+                    a.0 += 1;
+                    a.1 = a.1.max(*price);
+                })
+                .sink(Topic::with_codec(&out, Json));
+        } else {
+            prices
+                .window(Hopping::of(Duration::from_secs(10), Duration::from_secs(2)))
+                .count()
+                .sink(Topic::with_codec(&out, Json));
+        }
+    });
+    measure(|| rt.block_on(app.run_to_end()).expect("pipeline run"))
+}
+
+fn framework(log: &Log, query: &str) -> Measured {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let app = App::with_log(log.clone());
+    let out = format!("fw-{query}-out");
+    let Some(bids) = stateless(
+        query,
+        bids(app.pipeline(&format!("fw-{query}")), "bids"),
+        &out,
+    ) else {
+        return measure(|| rt.block_on(app.run_to_end()).expect("pipeline run"));
+    };
+    match query {
         "tumbling" => bids
             .key_by(|b| b.auction)
             .window(Tumbling::every(Duration::from_secs(10)))
@@ -369,7 +439,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = Log::open(dir.path()).expect("open log");
     let t = Instant::now();
-    generate(&log, n);
+    generate(&log, "bids", 1, n);
+    let parts = partitions();
+    if parts > 1 {
+        generate(&log, &format!("bids-{parts}"), parts, n);
+    }
     println!("generated {n} bids in {:.1?}", t.elapsed());
     let mut rows = Vec::new();
     let only = std::env::var("WEIR_BENCH_QUERIES").unwrap_or_default();
@@ -391,8 +465,18 @@ fn main() {
             100.0 * fw_wall / hand_wall,
             100.0 * fw_cpu / hand_cpu
         );
+        let parallel = (parts > 1).then(|| {
+            let (wall, cpu) = per(&framework_parallel(&log, q, parts));
+            println!(
+                "{q:>9}: weir-stream with {parts} tasks over {parts} partitions {:>6.2}M ev/s ({:>6.2}M ev/CPU-s)",
+                wall / 1e6,
+                cpu / 1e6
+            );
+            serde_json::json!({ "tasks": parts, "events_per_sec": wall, "events_per_cpu_sec": cpu })
+        });
         rows.push(serde_json::json!({
             "query": q,
+            "parallel": parallel,
             "framework_events_per_sec": fw_wall,
             "framework_events_per_cpu_sec": fw_cpu,
             "hand_events_per_sec": hand_wall,
@@ -408,7 +492,8 @@ fn main() {
         "parameters": {
             "events": n, "auctions": AUCTIONS, "events_per_event_second": EVENTS_PER_SEC,
             "checkpoint_ms": checkpoint_ms(), "checkpoint_records": checkpoint_records(),
-            "durability": "fsync", "value_bytes": 32
+            "durability": "fsync", "value_bytes": 32,
+            "parallel_partitions": partitions()
         },
         "results": rows,
     });

@@ -171,7 +171,7 @@ pub async fn run(args: BrokerArgs) -> Result<()> {
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -192,7 +192,7 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
-    tracing::info!("shutdown requested; finishing in-flight commits");
+    tracing::info!("shutdown requested");
 }
 
 #[cfg(test)]

@@ -5,7 +5,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use weir_client::{Consumer, ConsumerConfig, ConsumerRecord, Offset};
+use std::collections::BTreeMap;
+
+use weir_client::{
+    AutoOffsetReset, Client, Consumer, ConsumerConfig, ConsumerRecord, GroupConfig, GroupConsumer,
+    Offset,
+};
 
 use crate::connect::{BrokerAddr, connect};
 
@@ -21,7 +26,8 @@ pub enum Format {
 pub struct ConsumeArgs {
     /// Topic to read.
     pub topic: String,
-    /// Start at the earliest record instead of the end.
+    /// Start at the earliest record instead of the end (with --group: where the group has
+    /// no committed offset yet).
     #[arg(long)]
     pub from_beginning: bool,
     /// Start at this offset (with --partition).
@@ -30,6 +36,10 @@ pub struct ConsumeArgs {
     /// Read only this partition.
     #[arg(long)]
     pub partition: Option<i32>,
+    /// Read as a member of this consumer group: share the partitions with the group's other
+    /// members, start at the group's committed offsets, commit after printing.
+    #[arg(long, conflicts_with_all = ["offset", "partition"])]
+    pub group: Option<String>,
     /// Stop after this many records.
     #[arg(long)]
     pub max: Option<u64>,
@@ -48,6 +58,9 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
         bail!("--offset needs --partition: an offset means something only within one partition");
     }
     let client = connect(&args.addr).await?;
+    if let Some(group) = args.group.clone() {
+        return run_in_group(client, group, &args).await;
+    }
     let start = match (args.offset, args.from_beginning) {
         (Some(o), _) => Offset::At(o),
         (None, true) => Offset::Earliest,
@@ -76,10 +89,7 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
             .with_context(|| format!("cannot read topic {}", args.topic))?;
         if records.is_empty() {
             out.flush().context("cannot write to stdout")?;
-            if args
-                .timeout_ms
-                .is_some_and(|t| last_record.elapsed() >= Duration::from_millis(t))
-            {
+            if idle_too_long(args.timeout_ms, last_record) {
                 break;
             }
             continue;
@@ -97,6 +107,11 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
     }
     out.flush().context("cannot write to stdout")?;
     Ok(())
+}
+
+/// Whether no record came for longer than `--timeout-ms`.
+fn idle_too_long(timeout_ms: Option<u64>, last_record: Instant) -> bool {
+    timeout_ms.is_some_and(|t| last_record.elapsed() >= Duration::from_millis(t))
 }
 
 fn print_record(out: &mut impl Write, r: &ConsumerRecord, format: Format) -> std::io::Result<()> {
@@ -128,4 +143,67 @@ fn print_record(out: &mut impl Write, r: &ConsumerRecord, format: Format) -> std
             writeln!(out, "{line}")
         }
     }
+}
+
+/// `weir consume TOPIC --group G`: a group member that commits what it printed; leaves the
+/// group on --max, --timeout-ms, Ctrl-C or SIGTERM.
+async fn run_in_group(client: Client, group: String, args: &ConsumeArgs) -> Result<()> {
+    let config = GroupConfig {
+        auto_offset_reset: if args.from_beginning {
+            AutoOffsetReset::Earliest
+        } else {
+            AutoOffsetReset::Latest
+        },
+        fetch: ConsumerConfig {
+            max_wait: Duration::from_millis(250),
+            ..ConsumerConfig::default()
+        },
+        ..GroupConfig::new(group.clone())
+    };
+    let mut consumer = GroupConsumer::new(client, config, &[&args.topic])?;
+    let mut shutdown = std::pin::pin!(crate::broker::shutdown_signal());
+    let result = async {
+        let mut out = std::io::BufWriter::new(std::io::stdout());
+        let mut seen = 0u64;
+        let mut last_record = Instant::now();
+        while args.max.is_none_or(|m| seen < m) {
+            let records = tokio::select! {
+                r = consumer.poll() => r.with_context(|| {
+                    format!("cannot read topic {} in group {group}", args.topic)
+                })?,
+                () = &mut shutdown => break,
+            };
+            if records.is_empty() {
+                if idle_too_long(args.timeout_ms, last_record) {
+                    break;
+                }
+                continue;
+            }
+            last_record = Instant::now();
+            let mut printed: BTreeMap<(String, i32), i64> = BTreeMap::new();
+            for r in records {
+                if args.max.is_some_and(|m| seen >= m) {
+                    break;
+                }
+                print_record(&mut out, &r, args.format).context("cannot write to stdout")?;
+                printed.insert((r.topic.to_string(), r.partition), r.offset + 1);
+                seen += 1;
+            }
+            // Commit only what reached stdout: a record is printed at least once.
+            out.flush().context("cannot write to stdout")?;
+            match consumer.commit_offsets(&printed).await {
+                Ok(()) => {}
+                // The partitions moved to another member mid-way; it prints from the last commit.
+                Err(e) if e.kafka_code().is_some() => {
+                    tracing::warn!(error = %e, "commit refused; the group is rebalancing");
+                }
+                Err(e) => return Err(e).context("cannot commit offsets"),
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let left = consumer.close().await;
+    result?;
+    left.with_context(|| format!("cannot leave group {group}"))
 }

@@ -3,6 +3,7 @@
 mod broker;
 mod connect;
 mod consume;
+mod group;
 mod perf;
 mod produce;
 mod properties;
@@ -35,6 +36,9 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records of a topic.
     Consume(consume::ConsumeArgs),
+    /// List, describe, reset or delete consumer groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Measure producer or consumer throughput and latency.
     #[command(subcommand)]
     Perf(perf::PerfCommand),
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
             Command::Topic(cmd) => topic::run(cmd).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
+            Command::Group(cmd) => group::run(cmd).await,
             Command::Perf(cmd) => perf::run(cmd).await,
         }
     });

@@ -47,6 +47,9 @@ pub struct ProducePerfArgs {
     /// Compression: none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     pub compression: String,
+    /// Idempotent producer (at most 5 requests in flight).
+    #[arg(long)]
+    pub idempotent: bool,
     /// Print one JSON line instead of text.
     #[arg(long)]
     pub json: bool,
@@ -140,6 +143,7 @@ async fn produce(args: ProducePerfArgs) -> Result<()> {
         compression: parse_compression(&args.compression)?,
         linger: Duration::from_millis(args.linger),
         batch_size: args.batch.max(1),
+        idempotent: args.idempotent,
         ..ProducerConfig::default()
     };
     let client = connect(&args.addr).await?;

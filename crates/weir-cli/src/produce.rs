@@ -34,6 +34,9 @@ pub struct ProduceArgs {
     /// Milliseconds a batch waits for more records.
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
+    /// Idempotent producer: a batch retried after a lost answer is stored once (needs acks=-1).
+    #[arg(long)]
+    pub idempotent: bool,
     #[command(flatten)]
     pub addr: BrokerAddr,
 }
@@ -46,6 +49,7 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
         acks: Acks::parse(&args.acks)?,
         compression: parse_compression(&args.compression)?,
         linger: Duration::from_millis(args.linger_ms),
+        idempotent: args.idempotent,
         ..ProducerConfig::default()
     };
     let client = connect(&args.addr).await?;

@@ -253,3 +253,179 @@ fn bad_broker_config_names_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("num.partitions"), "{err}");
 }
+
+/// `weir args... --brokers ADDR`, asserting success; returns stdout.
+fn weir_ok(broker: &BrokerProcess, args: &[&str], stdin: &[u8]) -> String {
+    let (ok, out, err) = weir(
+        &[args, &["--brokers", broker.addr.as_str()]].concat(),
+        stdin,
+    );
+    assert!(ok, "weir {args:?} failed: {err}");
+    out
+}
+
+/// `weir group reset-offsets GROUP --topic TOPIC HOW`, asserting success.
+fn reset_offsets(broker: &BrokerProcess, group: &str, topic: &str, how: &str) -> String {
+    weir_ok(
+        broker,
+        &["group", "reset-offsets", group, "--topic", topic, how],
+        b"",
+    )
+}
+
+/// The line of `describe` output for partition `p` of `topic`, split into columns.
+fn partition_row(describe: &str, topic: &str, p: i32) -> Vec<String> {
+    describe
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .find(|cols| cols.len() >= 5 && cols[0] == topic && cols[1] == p.to_string())
+        .unwrap_or_else(|| panic!("no row for {topic}-{p} in:\n{describe}"))
+}
+
+#[test]
+fn group_consume_commits_what_it_printed_and_describe_shows_lag() {
+    let broker = BrokerProcess::start();
+    weir_ok(
+        &broker,
+        &["topic", "create", "gt", "--partitions", "1"],
+        b"",
+    );
+    let lines: String = (0..10).map(|i| format!("l{i}\n")).collect();
+    weir_ok(&broker, &["produce", "gt"], lines.as_bytes());
+
+    let out = weir_ok(
+        &broker,
+        &[
+            "consume",
+            "gt",
+            "--group",
+            "g1",
+            "--from-beginning",
+            "--max",
+            "4",
+        ],
+        b"",
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["l0", "l1", "l2", "l3"]);
+    let listed = weir_ok(&broker, &["group", "list"], b"");
+    assert!(listed.lines().any(|l| l == "g1"), "{listed}");
+
+    let described = weir_ok(&broker, &["group", "describe", "g1"], b"");
+    assert!(described.contains("state Empty"), "{described}");
+    // TOPIC PARTITION COMMITTED END LAG MEMBER
+    assert_eq!(partition_row(&described, "gt", 0)[2..5], ["4", "10", "6"]);
+    assert!(described.contains("total lag 6"), "{described}");
+
+    // The next member of the group goes on where the first stopped.
+    let out = weir_ok(
+        &broker,
+        &["consume", "gt", "--group", "g1", "--max", "2"],
+        b"",
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["l4", "l5"]);
+    let described = weir_ok(&broker, &["group", "describe", "g1"], b"");
+    assert_eq!(partition_row(&described, "gt", 0)[2..5], ["6", "10", "4"]);
+    assert!(broker.terminate().success());
+}
+
+#[test]
+fn reset_offsets_is_refused_while_the_group_has_members_and_works_when_empty() {
+    let broker = BrokerProcess::start();
+    weir_ok(
+        &broker,
+        &["topic", "create", "rt", "--partitions", "2"],
+        b"",
+    );
+    let lines: String = (0..10).map(|i| format!("r{i}\n")).collect();
+    weir_ok(
+        &broker,
+        &["produce", "rt", "--partition", "0"],
+        lines.as_bytes(),
+    );
+
+    let out = reset_offsets(&broker, "g2", "rt", "--to-offset=7");
+    assert!(out.contains("NEW-OFFSET"), "{out}");
+    let described = weir_ok(&broker, &["group", "describe", "g2"], b"");
+    assert_eq!(partition_row(&described, "rt", 0)[2..5], ["7", "10", "3"]);
+    assert_eq!(
+        partition_row(&described, "rt", 1)[2..5],
+        ["0", "0", "0"],
+        "--to-offset is clamped to what a partition holds"
+    );
+
+    // A member that reads 5 records: r7, r8, r9 now, two more later.
+    let mut member = Command::new(WEIR)
+        .args(["consume", "rt", "--group", "g2", "--max", "5", "--brokers"])
+        .arg(&broker.addr)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let described = weir_ok(&broker, &["group", "describe", "g2"], b"");
+        if described.contains("1 member(s)") && described.contains("rt-0,rt-1") {
+            assert!(described.contains("weir-client"), "client id: {described}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the member never showed up:\n{described}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ok, _, err) = weir(
+        &[
+            "group",
+            "reset-offsets",
+            "g2",
+            "--topic",
+            "rt",
+            "--to-earliest",
+            "--brokers",
+            &broker.addr,
+        ],
+        b"",
+    );
+    assert!(!ok, "reset must be refused while a member is in the group");
+    assert!(err.contains("1 active member(s)"), "{err}");
+    assert!(err.contains("Stop its consumers"), "{err}");
+    let (ok, _, err) = weir(&["group", "delete", "g2", "--brokers", &broker.addr], b"");
+    assert!(!ok, "a group with members cannot be deleted");
+    assert!(err.contains("stop its consumers"), "{err}");
+
+    weir_ok(
+        &broker,
+        &["produce", "rt", "--partition", "0", "--idempotent"],
+        b"r10\nr11\n",
+    );
+    let status = wait_bounded(&mut member, Duration::from_secs(30));
+    let mut out = String::new();
+    member
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(status.success(), "member failed; printed {out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["r7", "r8", "r9", "r10", "r11"]
+    );
+
+    // The member left on exit: the group is empty and can be reset.
+    reset_offsets(&broker, "g2", "rt", "--to-earliest");
+    let described = weir_ok(&broker, &["group", "describe", "g2"], b"");
+    assert!(described.contains("state Empty"), "{described}");
+    assert_eq!(partition_row(&described, "rt", 0)[2..5], ["0", "12", "12"]);
+    reset_offsets(&broker, "g2", "rt", "--to-latest");
+    let described = weir_ok(&broker, &["group", "describe", "g2"], b"");
+    assert!(described.contains("total lag 0"), "{described}");
+
+    let out = weir_ok(&broker, &["group", "delete", "g2"], b"");
+    assert!(out.contains("deleted group g2"), "{out}");
+    let listed = weir_ok(&broker, &["group", "list"], b"");
+    assert!(!listed.lines().any(|l| l == "g2"), "{listed}");
+    assert!(broker.terminate().success());
+}

@@ -163,6 +163,12 @@ impl Client {
         }))
     }
 
+    /// Opens a new connection to `host_port`, not shared with other users of this client
+    /// (a group member's coordinator connection, whose joins may be held for long).
+    pub async fn open_connection(&self, host_port: &str) -> Result<Connection> {
+        self.connect_to(host_port).await
+    }
+
     async fn connect_to(&self, host_port: &str) -> Result<Connection> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(host_port)
             .await

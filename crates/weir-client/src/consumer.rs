@@ -182,9 +182,14 @@ impl Consumer {
 
     /// Assigns `partitions` of `topic`, each starting at `start`.
     pub async fn assign(&mut self, topic: &str, partitions: &[i32], start: Offset) -> Result<()> {
-        let info = self.client.topic(topic, false).await?;
         let spec: Vec<(i32, Offset)> = partitions.iter().map(|&p| (p, start)).collect();
-        let offsets = self.client.list_offsets(topic, &spec).await?;
+        self.assign_each(topic, &spec).await
+    }
+
+    /// Assigns partitions of `topic`, each starting where its entry says.
+    pub async fn assign_each(&mut self, topic: &str, spec: &[(i32, Offset)]) -> Result<()> {
+        let info = self.client.topic(topic, false).await?;
+        let offsets = self.client.list_offsets(topic, spec).await?;
         let name: Arc<str> = Arc::from(topic);
         for (p, position) in offsets {
             self.assigned
@@ -205,6 +210,11 @@ impl Consumer {
         let info = self.client.topic(topic, false).await?;
         let partitions: Vec<i32> = info.partitions.iter().map(|p| p.partition).collect();
         self.assign(topic, &partitions, start).await
+    }
+
+    /// Drops every assigned partition.
+    pub fn unassign(&mut self) {
+        self.assigned.clear();
     }
 
     /// The assigned (topic, partition) pairs.

@@ -130,6 +130,9 @@ pub enum ClientError {
         /// Why the batch failed (shared by every record of the batch).
         source: std::sync::Arc<ClientError>,
     },
+    /// A background task of this client ended abnormally (a bug in weir-client).
+    #[error("background task failed: {0}; this is a bug in weir-client")]
+    TaskFailed(String),
     /// The producer was closed before the record was sent.
     #[error("producer closed before the record was delivered")]
     ProducerClosed,

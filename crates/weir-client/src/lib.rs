@@ -1,6 +1,7 @@
 //! An async client for any Kafka-protocol broker — weir's own or a Kafka
-//! cluster: version negotiation, topic administration, a batching producer
-//! and a consumer of assigned partitions.
+//! cluster: version negotiation, topic administration, a batching (optionally
+//! idempotent) producer,
+//! a consumer of assigned partitions, and a consumer-group member.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), weir_client::ClientError> {
@@ -21,6 +22,7 @@ mod client;
 mod connection;
 mod consumer;
 mod error;
+mod group;
 mod partitioner;
 mod producer;
 mod records;
@@ -31,12 +33,18 @@ pub use client::{BrokerInfo, Client, ClientConfig, ClusterMetadata, PartitionInf
 pub use connection::{Connection, ConnectionConfig, InFlight, decode_response, encode_frame};
 pub use consumer::{Consumer, ConsumerConfig, Offset};
 pub use error::{ClientError, Result};
+pub use group::{
+    Assignor, AutoOffsetReset, CommitHandle, GroupConfig, GroupConsumer, GroupDescription,
+    GroupListing, MemberDescription, PROTOCOL_TYPE, Rebalance, decode_assignment,
+    decode_subscription, encode_assignment, encode_subscription,
+};
 pub use kafka_protocol::ResponseError;
 pub use kafka_protocol::messages::ApiKey;
 pub use kafka_protocol::records::Compression;
 pub use partitioner::{Partitioner, murmur2, partition_for_key};
 pub use producer::{
-    Acks, Delivery, Producer, ProducerConfig, ProducerRecord, RecordMetadata, parse_compression,
+    Acks, Delivery, IDEMPOTENT_MAX_IN_FLIGHT, Producer, ProducerConfig, ProducerRecord,
+    RecordMetadata, parse_compression,
 };
 pub use records::ConsumerRecord;
 pub use versions::{VersionTable, client_range};

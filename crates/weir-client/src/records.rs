@@ -52,11 +52,27 @@ impl PendingRecord {
     }
 }
 
-/// Encodes `records` as one v2 record batch with base offset 0.
+/// The idempotent producer's identity and a batch's first sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sequenced {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+/// Encodes `records` as one v2 record batch with base offset 0; `sequenced` for an
+/// idempotent producer.
 pub(crate) fn encode_batch(
     records: Vec<PendingRecord>,
     compression: Compression,
+    sequenced: Option<Sequenced>,
 ) -> Result<Bytes, String> {
+    let (producer_id, producer_epoch, base_sequence) = match sequenced {
+        Some(s) => (s.producer_id, s.producer_epoch, s.base_sequence),
+        // The encoder keeps records in one batch only while offset - sequence stays
+        // constant; base sequence comes out as NO_SEQUENCE (-1).
+        None => (NO_PRODUCER_ID, NO_PRODUCER_EPOCH, NO_SEQUENCE),
+    };
     let records: Vec<Record> = records
         .into_iter()
         .enumerate()
@@ -65,13 +81,11 @@ pub(crate) fn encode_batch(
             control: false,
             delete_horizon: false,
             partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            // The encoder keeps records in one batch only while offset - sequence
-            // stays constant; base sequence comes out as NO_SEQUENCE (-1).
-            sequence: NO_SEQUENCE.wrapping_add(i as i32),
+            sequence: base_sequence.wrapping_add(i as i32),
             timestamp: r.timestamp,
             key: r.key,
             value: r.value,
@@ -184,7 +198,7 @@ mod tests {
             Compression::Zstd,
         ] {
             let input = sample(50);
-            let bytes = encode_batch(input.clone(), c).unwrap();
+            let bytes = encode_batch(input.clone(), c, None).unwrap();
             let mut out = Vec::new();
             assert_eq!(
                 decode_records(&t(), 3, bytes, 0, &mut out).unwrap(),
@@ -205,7 +219,7 @@ mod tests {
 
     #[test]
     fn records_before_the_fetch_offset_are_skipped() {
-        let bytes = encode_batch(sample(10), Compression::None).unwrap();
+        let bytes = encode_batch(sample(10), Compression::None, None).unwrap();
         let mut out = Vec::new();
         decode_records(&t(), 0, bytes, 7, &mut out).unwrap();
         assert_eq!(out.iter().map(|r| r.offset).collect::<Vec<_>>(), [7, 8, 9]);
@@ -213,7 +227,7 @@ mod tests {
 
     #[test]
     fn truncated_trailing_batch_is_ignored() {
-        let one = encode_batch(sample(3), Compression::None).unwrap();
+        let one = encode_batch(sample(3), Compression::None, None).unwrap();
         let mut two = BytesMut::from(&one[..]);
         two.extend_from_slice(&one[..one.len() - 5]);
         let mut out = Vec::new();
@@ -226,7 +240,7 @@ mod tests {
 
     #[test]
     fn corrupt_batch_is_an_error_not_a_panic() {
-        let bytes = encode_batch(sample(3), Compression::Lz4).unwrap();
+        let bytes = encode_batch(sample(3), Compression::Lz4, None).unwrap();
         let mut bad = BytesMut::from(&bytes[..]);
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
@@ -235,9 +249,25 @@ mod tests {
     }
 
     #[test]
+    fn sequenced_batch_carries_producer_id_epoch_and_base_sequence() {
+        let seq = Sequenced {
+            producer_id: 42,
+            producer_epoch: 3,
+            base_sequence: 17,
+        };
+        let bytes = encode_batch(sample(5), Compression::None, Some(seq)).unwrap();
+        assert_eq!(i64::from_be_bytes(bytes[43..51].try_into().unwrap()), 42);
+        assert_eq!(i16::from_be_bytes(bytes[51..53].try_into().unwrap()), 3);
+        assert_eq!(i32::from_be_bytes(bytes[53..57].try_into().unwrap()), 17);
+        let plain = encode_batch(sample(5), Compression::None, None).unwrap();
+        assert_eq!(i64::from_be_bytes(plain[43..51].try_into().unwrap()), -1);
+        assert_eq!(i32::from_be_bytes(plain[53..57].try_into().unwrap()), -1);
+    }
+
+    #[test]
     fn encoded_batch_passes_weir_log_validation_shape() {
         // The v2 header: base offset 0, magic 2, record count at byte 57.
-        let bytes = encode_batch(sample(4), Compression::Zstd).unwrap();
+        let bytes = encode_batch(sample(4), Compression::Zstd, None).unwrap();
         assert_eq!(&bytes[..8], &[0; 8]);
         assert_eq!(bytes[16], 2);
         assert_eq!(i32::from_be_bytes(bytes[57..61].try_into().unwrap()), 4);

@@ -25,6 +25,19 @@ pub fn client_range(key: ApiKey) -> VersionRange {
         ApiKey::ListOffsets => (1, 10),
         ApiKey::CreateTopics => (2, 7),
         ApiKey::DeleteTopics => (1, 6),
+        // v4+ batch coordinator keys; one key per request is all a member needs.
+        ApiKey::FindCoordinator => (1, 3),
+        ApiKey::JoinGroup => (2, 9),
+        ApiKey::SyncGroup => (1, 5),
+        ApiKey::Heartbeat => (1, 4),
+        ApiKey::LeaveGroup => (1, 5),
+        // v9+ is the new (KIP-848) protocol's member epoch; v8+ of OffsetFetch batches groups.
+        ApiKey::OffsetCommit => (2, 8),
+        ApiKey::OffsetFetch => (2, 7),
+        ApiKey::DescribeGroups => (0, 5),
+        ApiKey::ListGroups => (0, 4),
+        ApiKey::DeleteGroups => (0, 2),
+        ApiKey::InitProducerId => (0, 4),
         _ => (1, 0),
     };
     VersionRange { min, max }
@@ -40,6 +53,17 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::ListOffsets => "ListOffsets",
         ApiKey::CreateTopics => "CreateTopics",
         ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::InitProducerId => "InitProducerId",
         _ => "request",
     }
 }
@@ -140,6 +164,17 @@ mod tests {
             (ApiKey::ListOffsets, ListOffsetsRequest::VERSIONS),
             (ApiKey::CreateTopics, CreateTopicsRequest::VERSIONS),
             (ApiKey::DeleteTopics, DeleteTopicsRequest::VERSIONS),
+            (ApiKey::FindCoordinator, FindCoordinatorRequest::VERSIONS),
+            (ApiKey::JoinGroup, JoinGroupRequest::VERSIONS),
+            (ApiKey::SyncGroup, SyncGroupRequest::VERSIONS),
+            (ApiKey::Heartbeat, HeartbeatRequest::VERSIONS),
+            (ApiKey::LeaveGroup, LeaveGroupRequest::VERSIONS),
+            (ApiKey::OffsetCommit, OffsetCommitRequest::VERSIONS),
+            (ApiKey::OffsetFetch, OffsetFetchRequest::VERSIONS),
+            (ApiKey::DescribeGroups, DescribeGroupsRequest::VERSIONS),
+            (ApiKey::ListGroups, ListGroupsRequest::VERSIONS),
+            (ApiKey::DeleteGroups, DeleteGroupsRequest::VERSIONS),
+            (ApiKey::InitProducerId, InitProducerIdRequest::VERSIONS),
         ] {
             let ours = client_range(key);
             assert!(

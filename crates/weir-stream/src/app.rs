@@ -9,6 +9,7 @@ use weir_log::Log;
 
 use crate::error::{Result, StreamError};
 use crate::graph::lock;
+use crate::parallel::ParallelPipeline;
 use crate::pipeline::{Pipeline, SharedGraph};
 use crate::runtime::Runner;
 
@@ -35,6 +36,7 @@ use crate::runtime::Runner;
 pub struct App {
     log: Log,
     pipelines: Mutex<Vec<SharedGraph>>,
+    parallel: Mutex<Vec<ParallelPipeline>>,
 }
 
 impl std::fmt::Debug for App {
@@ -56,6 +58,7 @@ impl App {
         Self {
             log,
             pipelines: Mutex::new(Vec::new()),
+            parallel: Mutex::new(Vec::new()),
         }
     }
 
@@ -69,13 +72,64 @@ impl App {
     pub fn pipeline(&self, name: &str) -> Pipeline {
         let (p, graph) = Pipeline::new(name);
         let mut all = lock(&self.pipelines);
-        if all.iter().any(|g| lock(g).name == name) {
+        if all.iter().any(|g| lock(g).name == name)
+            || lock(&self.parallel).iter().any(|d| d.name == name)
+        {
             lock(&graph).errors.push(format!(
                 "a pipeline named {name:?} is already defined; names must differ"
             ));
         }
         all.push(graph);
         p
+    }
+
+    /// Defines a pipeline that runs as one task per input partition, in parallel on tokio.
+    ///
+    /// `build` defines the pipeline on the [`Pipeline`] it is given, as you would on the
+    /// one [`App::pipeline`] returns; it is called once per task (and once more to find the
+    /// inputs), so it must define the same pipeline each time. Task `i` reads partition `i`
+    /// of every source; the number of tasks is the largest partition count among them.
+    /// Between `key_by` and a window, call [`crate::KeyedStream::repartition`]: it routes
+    /// each key to the task that owns it through the internal topic
+    /// `<name>.repartition-<n>`, so results equal a one-task run's. Each task commits its
+    /// own checkpoints (outputs, state, offsets) as one unit: exactly-once holds per task.
+    /// Keep the input partition count across runs: state is split by it. A parallel
+    /// pipeline repartitions once (a task has one watermark, and the second stage's writers
+    /// would need their own): chain two parallel pipelines through a topic for two.
+    ///
+    /// ```no_run
+    /// use weir_stream::{App, Topic, Tumbling, secs};
+    ///
+    /// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    /// struct Click { page: String }
+    ///
+    /// # async fn run() -> Result<(), weir_stream::StreamError> {
+    /// let app = App::open("weir-data")?;
+    /// app.parallel("views-per-page", |p| {
+    ///     p.source::<Click>(Topic::json("clicks"))
+    ///         .key_by(|c| c.page.clone())
+    ///         .repartition()
+    ///         .window(Tumbling::every(secs(60)))
+    ///         .count()
+    ///         .sink(Topic::json("views-per-page"));
+    /// });
+    /// app.run().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn parallel(&self, name: &str, build: impl Fn(&Pipeline) + Send + Sync + 'static) {
+        let mut all = lock(&self.parallel);
+        let taken = all.iter().any(|d| d.name == name)
+            || lock(&self.pipelines).iter().any(|g| lock(g).name == name);
+        let build: crate::parallel::Build = if taken {
+            let reason = format!("a pipeline named {name:?} is already defined; names must differ");
+            std::sync::Arc::new(move |p: &Pipeline| p.invalid(reason.clone()))
+        } else {
+            std::sync::Arc::new(build)
+        };
+        all.push(ParallelPipeline {
+            name: name.to_string(),
+            build,
+        });
     }
 
     /// Runs every pipeline until Ctrl-C or SIGTERM, then finishes each one's checkpoint.
@@ -106,9 +160,23 @@ impl App {
         to_end: bool,
     ) -> Result<()> {
         let graphs: Vec<SharedGraph> = std::mem::take(&mut *lock(&self.pipelines));
+        let parallel: Vec<ParallelPipeline> = std::mem::take(&mut *lock(&self.parallel));
         let (tx, rx) = watch::channel(false);
-        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(graphs.len().max(1));
+        let (done_tx, mut done_rx) =
+            tokio::sync::mpsc::channel::<()>((graphs.len() + parallel.len()).max(1));
         let mut handles = Vec::new();
+        for p in parallel {
+            let (rx, done, log) = (rx.clone(), done_tx.clone(), self.log.clone());
+            let name = p.name.clone();
+            handles.push((
+                name,
+                tokio::spawn(async move {
+                    let r = p.run(log, rx, to_end).await;
+                    let _ = done.send(()).await;
+                    r
+                }),
+            ));
+        }
         for g in graphs {
             let graph = lock(&g).take();
             let name = graph.name.clone();

@@ -88,6 +88,13 @@ impl TestDriver {
         p
     }
 
+    /// Defines a pipeline as [`crate::App::parallel`] does, to test the same definition:
+    /// the driver runs it as one task over all partitions (deterministic, and with equal
+    /// results), where `repartition` changes nothing.
+    pub fn parallel(&mut self, name: &str, build: impl Fn(&Pipeline)) {
+        build(&self.pipeline(name));
+    }
+
     /// Starts pipelines defined since the last call. Topics have the partition counts their
     /// `Topic` asked for.
     fn start(&mut self) -> Result<()> {

@@ -55,6 +55,18 @@ pub(crate) struct Graph {
     pub metrics: Arc<Metrics>,
     /// Mistakes found while building; the pipeline refuses to run with any.
     pub errors: Vec<String>,
+    /// Which of a parallel pipeline's tasks this graph is; `None` runs one task over all
+    /// input partitions.
+    pub task: Option<TaskSlot>,
+    /// Repartition sinks: each task's source watermark goes into them at checkpoints.
+    pub repartitions: Vec<SharedSink>,
+}
+
+/// One task of a parallel pipeline: it reads partition `index` of every input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TaskSlot {
+    pub index: i32,
+    pub parallelism: i32,
 }
 
 pub(crate) type SharedGraph = Arc<Mutex<Graph>>;
@@ -72,8 +84,23 @@ impl Graph {
             settings: self.settings.clone(),
             metrics: self.metrics.clone(),
             errors: vec!["it is already running".into()],
+            task: self.task,
+            repartitions: Vec::new(),
         };
         std::mem::replace(self, empty)
+    }
+
+    /// The prefix of this graph's state tables: a parallel pipeline's tasks keep apart.
+    pub(crate) fn state_prefix(&self) -> String {
+        match self.task {
+            Some(t) => format!("{}/{}", self.name, t.index),
+            None => self.name.clone(),
+        }
+    }
+
+    /// The number of tasks the pipeline runs as, if more than one.
+    pub(crate) fn parallelism(&self) -> Option<TaskSlot> {
+        self.task.filter(|t| t.parallelism > 1)
     }
 }
 
@@ -113,6 +140,8 @@ impl Pipeline {
             settings: Settings::default(),
             metrics: Arc::new(Metrics::new(name)),
             errors,
+            task: None,
+            repartitions: Vec::new(),
         }));
         (
             Self {
@@ -146,6 +175,11 @@ impl Pipeline {
     /// Sends records that fail to decode to `topic` instead of `<pipeline>.dead-letters`.
     pub fn dead_letters(self, topic: &str) -> Self {
         self.set(|g| lock(&g.dead_letters).topic = topic.to_string())
+    }
+
+    /// Marks the definition as unable to run, for `reason`.
+    pub(crate) fn invalid(&self, reason: String) {
+        lock(&self.graph).errors.push(reason);
     }
 
     /// The pipeline's counters.
@@ -204,7 +238,7 @@ impl<T: Data> Stream<T> {
         let table = {
             let mut g = lock(&self.graph);
             g.next_id += 1;
-            format!("{}/{}-{}", g.name, g.next_id, op.name())
+            format!("{}/{}-{}", g.state_prefix(), g.next_id, op.name())
         };
         self.attach(Box::new(OpNode::new(op, out.clone(), table)));
         Stream {
@@ -245,6 +279,7 @@ impl<T: Data> Stream<T> {
     pub fn key_by<K: Key>(self, mut f: impl FnMut(&T) -> K + Send + 'static) -> KeyedStream<K, T> {
         KeyedStream {
             inner: self.map(move |v| (f(&v), v)),
+            partitioned: false,
         }
     }
 
@@ -330,6 +365,8 @@ fn keyed_encode<K: Key, V: 'static>(topic: &Topic<V>) -> EncodeFn<(K, V)> {
 /// (JSON-encoded) so that equal keys land in the same partition.
 pub struct KeyedStream<K, V> {
     inner: Stream<(K, V)>,
+    /// Whether each key's values meet in one task (always so in a single-task pipeline).
+    partitioned: bool,
 }
 
 impl<K, V> std::fmt::Debug for KeyedStream<K, V> {
@@ -346,6 +383,7 @@ impl<K: Key, V: Data> KeyedStream<K, V> {
     ) -> KeyedStream<K, U> {
         KeyedStream {
             inner: self.inner.map(move |(k, v)| (k, f(v))),
+            partitioned: self.partitioned,
         }
     }
 
@@ -353,6 +391,7 @@ impl<K: Key, V: Data> KeyedStream<K, V> {
     pub fn filter(self, mut f: impl FnMut(&K, &V) -> bool + Send + 'static) -> Self {
         KeyedStream {
             inner: self.inner.filter(move |(k, v)| f(k, v)),
+            partitioned: self.partitioned,
         }
     }
 
@@ -363,6 +402,29 @@ impl<K: Key, V: Data> KeyedStream<K, V> {
     ) -> KeyedStream<K2, V> {
         KeyedStream {
             inner: self.inner.map(move |(_, v)| (f(&v), v)),
+            partitioned: false,
+        }
+    }
+
+    /// Routes each (key, value) pair to the task that owns its key, through the internal
+    /// topic `<pipeline>.repartition-<n>`, so that a window after it sees all of a key's
+    /// values. Needed between `key_by` and `window` in a pipeline defined with
+    /// [`crate::App::parallel`]; elsewhere (one task) it changes nothing.
+    pub fn repartition(self) -> KeyedStream<K, V>
+    where
+        V: Serialize + DeserializeOwned,
+    {
+        let graph = self.inner.graph.clone();
+        let Some(slot) = lock(&graph).parallelism() else {
+            return KeyedStream {
+                partitioned: true,
+                ..self
+            };
+        };
+        let out = crate::repartition::attach::<K, V>(&graph, &self.inner.outlet, slot);
+        KeyedStream {
+            inner: Stream { graph, outlet: out },
+            partitioned: true,
         }
     }
 
@@ -374,6 +436,17 @@ impl<K: Key, V: Data> KeyedStream<K, V> {
     /// Groups each key's values into event-time windows: [`crate::Tumbling`],
     /// [`crate::Hopping`] or [`crate::Session`].
     pub fn window<W>(self, windows: W) -> WindowedStream<K, V, W> {
+        if !self.partitioned {
+            let mut g = lock(&self.inner.graph);
+            if let Some(t) = g.parallelism() {
+                let reason = format!(
+                    "it runs as {} tasks and a window follows key_by without .repartition(): \
+                     call .repartition() after key_by so that each key's values meet in one task",
+                    t.parallelism
+                );
+                g.errors.push(reason);
+            }
+        }
         WindowedStream {
             inner: self.inner,
             windows,
@@ -443,6 +516,7 @@ impl<K: Key, V: Data, W> WindowedStream<K, V, W> {
     {
         KeyedStream {
             inner: self.inner.operator(op),
+            partitioned: true,
         }
     }
 }

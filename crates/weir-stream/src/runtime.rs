@@ -34,7 +34,7 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-async fn ensure_topic(log: &Log, name: &str, partitions: i32) -> Result<i32> {
+pub(crate) async fn ensure_topic(log: &Log, name: &str, partitions: i32) -> Result<i32> {
     if let Some(t) = log.topic(name) {
         return Ok(t.partitions);
     }
@@ -55,6 +55,9 @@ pub(crate) struct Runner {
     changed: bool,
     last_checkpoint_ms: i64,
     inflight: Option<(Pending<Vec<Appended>>, Instant)>,
+    /// Checkpoint as soon as nothing is left to read (a batch run of a parallel pipeline:
+    /// the other tasks wait for what this one commits).
+    pub flush_when_idle: bool,
     /// Records read but not fed yet (a checkpoint came first), and the offset after them.
     leftover: Vec<Option<(Vec<StoredRecord>, i64)>>,
 }
@@ -100,6 +103,7 @@ impl Runner {
             last_checkpoint_ms: now,
             inflight: None,
             leftover: vec![None; task.inputs.len()],
+            flush_when_idle: false,
             task,
         })
     }
@@ -141,8 +145,9 @@ impl Runner {
         if total == 0 {
             self.task.advance(now_ms());
         }
-        if self.task.cx.watermark != watermark {
-            // Windows may have closed (an input went idle): their results need a checkpoint.
+        if self.task.cx.watermark != watermark || self.task.source_mark_moved() {
+            // Windows may have closed (an input went idle): their results need a checkpoint;
+            // or the other tasks of a parallel pipeline wait for this one's watermark.
             self.changed = true;
         }
         Ok(total)
@@ -294,7 +299,7 @@ impl Runner {
                 w.borrow_and_update();
             }
             let n = self.step()?;
-            if self.checkpoint_due() {
+            if self.checkpoint_due() || (self.flush_when_idle && n == 0 && self.changed) {
                 self.checkpoint().await?;
             }
             if *stop.borrow() || (to_end && n == 0 && self.caught_up()?) {

@@ -27,6 +27,10 @@ pub(crate) trait RawInput: Send {
     /// Decodes and pushes records of one partition; returns their largest event time.
     fn push(&mut self, partition: i32, records: Vec<StoredRecord>, cx: &mut Context)
     -> Option<i64>;
+    /// For a repartition input: its watermark, the minimum over the tasks writing to it.
+    fn upstream_watermark(&self) -> Option<i64> {
+        None
+    }
     fn watermark(&mut self, cx: &mut Context);
     fn checkpoint(&mut self, id: u64, store: &mut dyn StateStore);
     fn restore(&mut self, load: &mut StateLoader<'_>) -> crate::Result<()>;

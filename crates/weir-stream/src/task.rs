@@ -8,6 +8,7 @@ use crate::error::{Result, StreamError};
 use crate::graph::{StateLoader, lock};
 use crate::operator::{Context, StateStore};
 use crate::pipeline::Graph;
+use crate::repartition::{WriterMark, mark_watermark};
 
 /// One input partition of a pipeline.
 #[derive(Debug, Clone)]
@@ -43,6 +44,11 @@ pub(crate) struct Task {
     pub cx: Context,
     checkpoint_id: u64,
     inputs_table: String,
+    /// The event time of the inputs that are not repartition topics: what this task tells
+    /// the readers of its repartition topics.
+    pub source_mark: WriterMark,
+    /// The last mark written to the repartition topics.
+    marked: Option<WriterMark>,
 }
 
 impl Task {
@@ -63,6 +69,10 @@ impl Task {
         let mut inputs = Vec::new();
         for (source, s) in graph.sources.iter().enumerate() {
             for partition in 0..partitions(s.topic()) {
+                if graph.task.is_some_and(|t| t.index != partition) {
+                    // Another task of a parallel pipeline reads it.
+                    continue;
+                }
                 inputs.push(Input {
                     source,
                     topic: s.topic().to_string(),
@@ -81,11 +91,16 @@ impl Task {
         let mut cx = Context::new(graph.metrics.clone());
         cx.now_ms = now_ms;
         Ok(Self {
-            inputs_table: format!("{}/inputs", graph.name),
+            inputs_table: format!("{}/inputs", graph.state_prefix()),
             graph,
             inputs,
             cx,
             checkpoint_id: 0,
+            source_mark: WriterMark {
+                watermark: i64::MIN,
+                idle: false,
+            },
+            marked: None,
         })
     }
 
@@ -135,19 +150,36 @@ impl Task {
 
     /// Recomputes the watermark at wall time `now_ms` and passes it on if it grew: the
     /// minimum over active input partitions, idle ones left out (all idle: the maximum).
+    /// With repartition inputs, it is theirs: they carry every task's source watermark,
+    /// this one's included.
     pub fn advance(&mut self, now_ms: i64) {
         self.cx.now_ms = now_ms;
         let idle_after = self.graph.settings.idle_timeout_ms;
         let mut active = None::<i64>;
         let mut all = i64::MIN;
+        let mut repartitioned = None::<i64>;
         for i in &self.inputs {
+            if let Some(w) = self.graph.sources[i.source].upstream_watermark() {
+                repartitioned = Some(repartitioned.map_or(w, |r| r.min(w)));
+                continue;
+            }
             let w = i.watermark();
             all = all.max(w);
             if now_ms.saturating_sub(i.last_active_ms) < idle_after {
                 active = Some(active.map_or(w, |a| a.min(w)));
             }
         }
-        self.set_watermark(active.unwrap_or(all));
+        self.source_mark = WriterMark {
+            watermark: active.unwrap_or(all),
+            idle: active.is_none(),
+        };
+        self.set_watermark(repartitioned.unwrap_or(self.source_mark.watermark));
+    }
+
+    /// Whether the source watermark moved since the last checkpoint told the repartition
+    /// topics (a checkpoint is then due even if nothing else changed).
+    pub fn source_mark_moved(&self) -> bool {
+        !self.graph.repartitions.is_empty() && self.marked != Some(self.source_mark)
     }
 
     /// Moves the watermark to `wm` if that is later.
@@ -165,6 +197,14 @@ impl Task {
     /// Writes every operator's state changes and the inputs' event-time positions.
     pub fn checkpoint(&mut self, store: &mut dyn StateStore) {
         self.checkpoint_id += 1;
+        if let Some(t) = self.graph.task
+            && self.source_mark_moved()
+        {
+            for s in &self.graph.repartitions {
+                mark_watermark(s, t.index, self.source_mark);
+            }
+            self.marked = Some(self.source_mark);
+        }
         for s in &mut self.graph.sources {
             s.checkpoint(self.checkpoint_id, store);
         }

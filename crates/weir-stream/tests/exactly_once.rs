@@ -3,30 +3,44 @@
 //! least 20 times, restarting it each time; the final output must equal what an
 //! uninterrupted run writes, record for record. If a child gets through all input before
 //! its kill, the parent appends 30,000 more records so that later kills still land mid-run.
+//! The same again with the input in two partitions and the pipeline run as two tasks that
+//! exchange keys through a repartition topic.
+
+mod common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use weir_log::{Log, Record, TopicConfig};
-use weir_stream::{App, Topic, Tumbling, Windowed};
+use weir_stream::{App, Pipeline, Topic, Tumbling, Windowed};
 
 const CHILD_ENV: &str = "WEIR_STREAM_CRASH_CHILD_DIR";
+/// Set in the child to the input's partition count; above 1 it runs the parallel pipeline.
+const PARTITIONS_ENV: &str = "WEIR_STREAM_CRASH_CHILD_PARTITIONS";
 const INPUTS: i64 = 200_000;
 const KEYS: i64 = 97;
 /// Event time step between inputs, in ms.
 const STEP: i64 = 2;
 const WINDOW: i64 = 1_000;
 
-/// The pipeline under test (the child runs it).
-fn define(app: &App) {
-    app.pipeline("counter")
-        .checkpoint_records(1_000)
-        .checkpoint_interval(Duration::from_millis(20))
-        .source::<i64>(Topic::json("in"))
-        .key_by(|k| *k)
-        .window(Tumbling::every(Duration::from_millis(WINDOW as u64)))
-        .count()
-        .sink(Topic::json("out"));
+/// The pipeline under test (the child runs it): one task, or one per input partition.
+fn define(app: &App, partitions: i32) {
+    let build = |p: &Pipeline| {
+        p.clone()
+            .checkpoint_records(1_000)
+            .checkpoint_interval(Duration::from_millis(20))
+            .source::<i64>(Topic::json("in"))
+            .key_by(|k| *k)
+            .repartition()
+            .window(Tumbling::every(Duration::from_millis(WINDOW as u64)))
+            .count()
+            .sink(Topic::json("out"));
+    };
+    if partitions > 1 {
+        app.parallel("counter", build);
+    } else {
+        build(&app.pipeline("counter"));
+    }
 }
 
 /// Not a test on its own: the child process the crash test starts and kills.
@@ -42,14 +56,16 @@ fn crash_child() {
         .unwrap();
     rt.block_on(async {
         let app = App::open(&dir).unwrap();
-        define(&app);
+        let partitions = std::env::var(PARTITIONS_ENV).map_or(1, |p| p.parse().unwrap());
+        define(&app, partitions);
         app.run_to_end().await.unwrap();
     });
 }
 
-fn expected(inputs: i64) -> Vec<Windowed<i64, u64>> {
-    let last_time = (inputs - 1) * STEP;
-    // The watermark stops at the last event time: the window holding it stays open.
+fn expected(inputs: i64, partitions: i64) -> Vec<Windowed<i64, u64>> {
+    // Input `i` is in partition `i % partitions`. The watermark stops at the smallest of
+    // the partitions' last event times: the window holding it stays open.
+    let last_time = (inputs - partitions) * STEP;
     let closed = last_time / WINDOW;
     let mut out = Vec::new();
     for w in 0..closed {
@@ -71,29 +87,16 @@ fn expected(inputs: i64) -> Vec<Windowed<i64, u64>> {
     out
 }
 
-fn read_out(log: &Log) -> Vec<Windowed<i64, u64>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    loop {
-        let f = log.read("out", 0, at, 1 << 20).unwrap();
-        let recs = f.decode_from(at).unwrap();
-        let Some(last) = recs.last() else { break };
-        at = last.offset + 1;
-        out.extend(
-            recs.iter()
-                .map(|r| serde_json::from_slice(r.value.as_deref().unwrap()).unwrap()),
-        );
-    }
-    out
-}
-
-fn append(log: &Log, from: i64, to: i64) {
+fn append(log: &Log, from: i64, to: i64, partitions: i64) {
     for chunk in (from..to).collect::<Vec<_>>().chunks(5_000) {
-        let recs: Vec<Record> = chunk
-            .iter()
-            .map(|i| Record::value(i * STEP, (i % KEYS).to_string()))
-            .collect();
-        log.append_records("in", 0, &recs).wait().unwrap();
+        for p in 0..partitions {
+            let recs: Vec<Record> = chunk
+                .iter()
+                .filter(|i| *i % partitions == p)
+                .map(|i| Record::value(i * STEP, (i % KEYS).to_string()))
+                .collect();
+            log.append_records("in", p as i32, &recs).wait().unwrap();
+        }
     }
 }
 
@@ -110,6 +113,15 @@ impl XorShift {
 
 #[test]
 fn sigkilled_pipeline_restarts_to_exactly_the_uninterrupted_output() {
+    crash_test(1);
+}
+
+#[test]
+fn sigkilled_parallel_pipeline_restarts_to_exactly_the_uninterrupted_output() {
+    crash_test(2);
+}
+
+fn crash_test(partitions: i64) {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
@@ -121,9 +133,11 @@ fn sigkilled_pipeline_restarts_to_exactly_the_uninterrupted_output() {
             retention_ms: -1,
             ..TopicConfig::default()
         };
-        log.create_topic("in", 1, keep.clone()).wait().unwrap();
+        log.create_topic("in", partitions as i32, keep.clone())
+            .wait()
+            .unwrap();
         log.create_topic("out", 1, keep).wait().unwrap();
-        append(&log, 0, INPUTS);
+        append(&log, 0, INPUTS, partitions);
     }
     let mut inputs = INPUTS;
     let seed = SystemTime::now()
@@ -138,6 +152,7 @@ fn sigkilled_pipeline_restarts_to_exactly_the_uninterrupted_output() {
         Command::new(&exe)
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
+            .env(PARTITIONS_ENV, partitions.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -156,7 +171,7 @@ fn sigkilled_pipeline_restarts_to_exactly_the_uninterrupted_output() {
                 "the child keeps finishing before it can be killed"
             );
             let log = Log::open(dir.path()).unwrap();
-            append(&log, inputs, inputs + 30_000);
+            append(&log, inputs, inputs + 30_000, partitions);
             inputs += 30_000;
             continue;
         }
@@ -181,12 +196,19 @@ fn sigkilled_pipeline_restarts_to_exactly_the_uninterrupted_output() {
     );
 
     let log = Log::open(dir.path()).unwrap();
-    let out = read_out(&log);
-    let want = expected(inputs);
+    let mut out: Vec<Windowed<i64, u64>> = common::read_json(&log, "out");
+    if partitions > 1 {
+        // Tasks commit in their own order; each window's result is there once.
+        out.sort_by_key(|w| (w.start, w.key));
+    }
+    let want = expected(inputs, partitions);
     assert_eq!(out.len(), want.len(), "duplicate or missing windows");
     assert!(out == want, "output differs from an uninterrupted run");
-    let offset = log.committed_offset("counter", "in", 0).unwrap().unwrap();
-    assert_eq!(offset.offset, inputs);
+    for p in 0..partitions {
+        let offset = log.committed_offset("counter", "in", p as i32).unwrap();
+        let records = (0..inputs).filter(|i| i % partitions == p).count() as i64;
+        assert_eq!(offset.unwrap().offset, records);
+    }
     println!(
         "{kills} kills ({finished_early} runs finished first) in {:?}",
         started.elapsed()

@@ -1,5 +1,8 @@
 //! Pipelines over the real embedded log: dead letters, checkpoints and restarts.
 
+mod common;
+
+use common::read_all;
 use weir_log::{Log, Record, TopicConfig};
 use weir_stream::{App, StreamError, Topic, Tumbling, Windowed, secs};
 
@@ -16,21 +19,6 @@ async fn append(log: &Log, from: i64, to: i64) {
         .map(|i| Record::value(i * 100, (i % 3).to_string()))
         .collect();
     log.append_records("in", 0, &recs).await.unwrap();
-}
-
-fn read_all(log: &Log, topic: &str) -> Vec<weir_log::StoredRecord> {
-    let mut out = Vec::new();
-    for p in 0..log.topic(topic).unwrap().partitions {
-        let mut at = 0;
-        loop {
-            let f = log.read(topic, p, at, 1 << 20).unwrap();
-            let recs = f.decode_from(at).unwrap();
-            let Some(last) = recs.last() else { break };
-            at = last.offset + 1;
-            out.extend(recs);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,7 +97,15 @@ pub struct ProducerConfig {
     pub retries: u32,
     /// Wait before a retry.
     pub retry_backoff: Duration,
+    /// Idempotence (`enable.idempotence`): the producer gets a producer id and numbers its
+    /// batches per partition, so a batch retried after a lost answer is stored once, in
+    /// order. Needs `acks = All`; at most [`IDEMPOTENT_MAX_IN_FLIGHT`] requests are in flight.
+    pub idempotent: bool,
 }
+
+/// Requests in flight of an idempotent producer: the broker remembers this many batches per
+/// producer and partition to recognise retries (Kafka's limit).
+pub const IDEMPOTENT_MAX_IN_FLIGHT: usize = 5;
 
 impl Default for ProducerConfig {
     fn default() -> Self {
@@ -113,6 +121,7 @@ impl Default for ProducerConfig {
             allow_auto_create: true,
             retries: 3,
             retry_backoff: Duration::from_millis(100),
+            idempotent: false,
         }
     }
 }
@@ -239,6 +248,8 @@ struct Batch {
     encoded: Option<Bytes>,
     /// Sends so far.
     attempts: u32,
+    /// First sequence number, given at first encoding (idempotent producers only).
+    sequence: Option<i32>,
     bytes: usize,
     created: Instant,
     done: watch::Sender<Outcome>,
@@ -303,11 +314,50 @@ struct Shared {
     outstanding: AtomicUsize,
     idle: Notify,
     closed: AtomicBool,
+    /// Producer id and epoch, once InitProducerId answered (idempotent producers only).
+    identity: tokio::sync::Mutex<Option<(i64, i16)>>,
+    /// Next sequence number per (topic, partition) (idempotent producers only).
+    sequences: Mutex<HashMap<(String, i32), i32>>,
+    /// Limits requests in flight (idempotent producers only).
+    in_flight: Option<Arc<Semaphore>>,
 }
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Accumulator> {
         self.accumulator.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The producer id and epoch, asked for on first use.
+    async fn identity(&self) -> Result<(i64, i16)> {
+        let mut slot = self.identity.lock().await;
+        if let Some(id) = *slot {
+            return Ok(id);
+        }
+        let request = kafka_protocol::messages::InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+            .with_producer_epoch(-1);
+        let conn = self.client.bootstrap_connection().await?;
+        let response = conn.send(&request).await?;
+        crate::error::check(
+            response.error_code,
+            || "get a producer id for the idempotent producer".into(),
+            None,
+        )?;
+        let id = (response.producer_id.0, response.producer_epoch);
+        *slot = Some(id);
+        Ok(id)
+    }
+
+    /// Gives `records` consecutive sequence numbers on `topic`-`partition`; returns the first.
+    fn next_sequence(&self, topic: &str, partition: i32, records: usize) -> i32 {
+        let mut map = self.sequences.lock().unwrap_or_else(|e| e.into_inner());
+        let next = map.entry((topic.to_string(), partition)).or_insert(0);
+        let first = *next;
+        // Sequences wrap to 0 after i32::MAX, as Kafka's do.
+        *next = (first as i64 + records as i64).rem_euclid(i32::MAX as i64 + 1) as i32;
+        first
     }
 
     fn finish(&self, batch: Batch, outcome: std::result::Result<i64, Arc<ClientError>>) {
@@ -361,6 +411,16 @@ impl Producer {
                 "batch_size and max_pending_batches must be positive".into(),
             ));
         }
+        if config.idempotent && config.acks != Acks::All {
+            return Err(ClientError::InvalidArgument(
+                "an idempotent producer needs acks=all (-1): with fewer acks a retry cannot \
+                 be recognised"
+                    .into(),
+            ));
+        }
+        let in_flight = config
+            .idempotent
+            .then(|| Arc::new(Semaphore::new(IDEMPOTENT_MAX_IN_FLIGHT)));
         let shared = Arc::new(Shared {
             client,
             batches: Arc::new(Semaphore::new(config.max_pending_batches)),
@@ -370,6 +430,9 @@ impl Producer {
             outstanding: AtomicUsize::new(0),
             idle: Notify::new(),
             closed: AtomicBool::new(false),
+            identity: tokio::sync::Mutex::new(None),
+            sequences: Mutex::new(HashMap::new()),
+            in_flight,
         });
         tokio::spawn(sender::sender_loop(shared.clone()));
         Ok(Producer {
@@ -477,6 +540,7 @@ impl Producer {
                     records_sent: 0,
                     encoded: None,
                     attempts: 0,
+                    sequence: None,
                     bytes: 0,
                     created: Instant::now(),
                     done,

@@ -8,12 +8,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Acks, Batch, Shared};
 use crate::admin::topic_name;
 use crate::client::TopicInfo;
 use crate::error::ClientError;
-use crate::records::encode_batch;
+use crate::records::{Sequenced, encode_batch};
 
 /// Drains ready and lingered batches into produce requests, one connection at a time, in order.
 pub(super) async fn sender_loop(shared: Arc<Shared>) {
@@ -59,7 +60,21 @@ pub(super) async fn sender_loop(shared: Arc<Shared>) {
     }
 }
 
-async fn send_batches(shared: &Arc<Shared>, batches: Vec<Batch>) {
+async fn send_batches(shared: &Arc<Shared>, mut batches: Vec<Batch>) {
+    let identity = if shared.config.idempotent {
+        match shared.identity().await {
+            Ok(id) => Some(id),
+            Err(e) => {
+                shared.fail(batches, e);
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    // Retries go out before newer batches of their partition, in sequence order, or the
+    // broker would see a gap (new batches have no sequence yet and keep their order).
+    batches.sort_by_key(|b| b.sequence.map_or(i64::MAX, i64::from));
     // Group by leader node, keeping arrival order.
     let mut by_node: Vec<(i32, Vec<Batch>)> = Vec::new();
     for mut b in batches {
@@ -103,7 +118,17 @@ async fn send_batches(shared: &Arc<Shared>, batches: Vec<Batch>) {
                 None => {
                     let records = std::mem::take(&mut b.records);
                     b.records_sent = records.len();
-                    encode_batch(records, shared.config.compression)
+                    let sequenced = identity.map(|(producer_id, producer_epoch)| {
+                        let base_sequence =
+                            shared.next_sequence(&b.topic.name, b.partition, records.len());
+                        b.sequence = Some(base_sequence);
+                        Sequenced {
+                            producer_id,
+                            producer_epoch,
+                            base_sequence,
+                        }
+                    });
+                    encode_batch(records, shared.config.compression, sequenced)
                 }
             };
             b.attempts += 1;
@@ -126,11 +151,13 @@ async fn send_batches(shared: &Arc<Shared>, batches: Vec<Batch>) {
             if request_bytes + bytes.len() > shared.config.max_request_size
                 && !request_batches.is_empty()
             {
+                let permit = in_flight_permit(shared).await;
                 dispatch(
                     shared,
                     &conn,
                     std::mem::take(&mut request_batches),
                     std::mem::take(&mut encoded),
+                    permit,
                 );
                 request_bytes = 0;
             }
@@ -139,9 +166,16 @@ async fn send_batches(shared: &Arc<Shared>, batches: Vec<Batch>) {
             request_batches.push(b);
         }
         if !request_batches.is_empty() {
-            dispatch(shared, &conn, request_batches, encoded);
+            let permit = in_flight_permit(shared).await;
+            dispatch(shared, &conn, request_batches, encoded, permit);
         }
     }
+}
+
+/// Waits until fewer than the in-flight limit of requests are out (idempotent producers).
+async fn in_flight_permit(shared: &Arc<Shared>) -> Option<OwnedSemaphorePermit> {
+    let limit = shared.in_flight.clone()?;
+    limit.acquire_owned().await.ok()
 }
 
 /// Queues one produce request on `conn` and spawns the wait for its answer.
@@ -150,6 +184,7 @@ fn dispatch(
     conn: &Arc<crate::connection::Connection>,
     batches: Vec<Batch>,
     encoded: Vec<Bytes>,
+    permit: Option<OwnedSemaphorePermit>,
 ) {
     // One entry per partition: batches of the same partition are concatenated,
     // and each learns its base offset from the records queued before it.
@@ -217,6 +252,8 @@ fn dispatch(
     let shared = shared.clone();
     let addr = conn.addr();
     tokio::spawn(async move {
+        let _permit = permit;
+        let idempotent = shared.config.idempotent;
         let mut retry = Vec::new();
         match in_flight.response().await {
             Ok(response) => {
@@ -235,11 +272,14 @@ fn dispatch(
                             .find(|p| p.index == b.partition)
                     });
                     let outcome = match answer {
-                        Some(p) if p.error_code == 0 => Ok(if p.base_offset < 0 {
-                            -1
-                        } else {
-                            p.base_offset + skip
-                        }),
+                        // DUPLICATE_SEQUENCE_NUMBER: the broker already has this batch.
+                        Some(p) if p.error_code == 0 || (idempotent && p.error_code == 46) => {
+                            Ok(if p.base_offset < 0 {
+                                -1
+                            } else {
+                                p.base_offset + skip
+                            })
+                        }
                         Some(p) => {
                             if matches!(p.error_code, 3 | 6 | 100) {
                                 shared.client.invalidate(&b.topic.name);
@@ -249,7 +289,10 @@ fn dispatch(
                                 format!("produce to {}-{}", b.topic.name, b.partition),
                                 p.error_message.as_deref(),
                             );
-                            if e.is_retriable() && b.attempts <= shared.config.retries {
+                            // OUT_OF_ORDER_SEQUENCE_NUMBER: an earlier batch of the partition
+                            // failed and is being retried; this one follows it.
+                            let retriable = e.is_retriable() || (idempotent && p.error_code == 45);
+                            if retriable && b.attempts <= shared.config.retries {
                                 retry.push(b);
                                 continue;
                             }
