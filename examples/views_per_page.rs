@@ -6,9 +6,9 @@
 //! of the first windows and how many bad records went to the dead-letter topic. Run it
 //! again: the pipeline resumes from its checkpoint and counts only the new clicks.
 //!
-//! While it runs, its metrics are at http://127.0.0.1:9899/metrics (`--metrics-listen ADDR`
-//! to move them; dashboards/prometheus.yml scrapes that port). `RUST_LOG` filters the logs,
-//! e.g. `RUST_LOG=weir_stream=info` shows a line per checkpoint.
+//! While it runs, its metrics are at http://127.0.0.1:9899/metrics (dashboards/prometheus.yml
+//! scrapes that port). `RUST_LOG` filters the logs (warnings only by default;
+//! `RUST_LOG=info` adds a line per checkpoint).
 
 mod common;
 
@@ -33,7 +33,7 @@ const CLICKS: i64 = 1_000_000;
 async fn main() -> anyhow::Result<()> {
     common::init_logging();
     let app = App::open("weir-data").context("opening ./weir-data")?;
-    let listen = common::metrics_listen()?;
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], common::PIPELINE_METRICS_PORT));
     match app.serve_metrics(listen).await {
         Ok(at) => println!("metrics at http://{at}/metrics"),
         // The example is worth running without its metrics.

@@ -1,0 +1,117 @@
+//! Remote mode for the examples, until weir-stream reads and writes through a broker
+//! itself: copy a broker's topic into the embedded log, run the pipelines there, and
+//! produce their results back to the broker with weir-client (weir or Kafka alike).
+//!
+//! What this gives up against a real remote source: the pipeline runs once over what the
+//! topic held when the copy caught up, in one process, and the broker sees results only
+//! when the job ends (at-least-once: a failed copy back can be run again).
+
+use std::collections::VecDeque;
+
+use anyhow::Context as _;
+use weir::client::{
+    Client, Consumer, ConsumerConfig, Offset, Producer, ProducerConfig, ProducerRecord,
+};
+use weir::log::{Log, Record, TopicConfig};
+
+/// Copies every record of topic `remote` at `brokers` (all partitions, earliest to the end
+/// as it stands when the copy catches up) into partition 0 of `local`, keeping timestamps,
+/// keys and values. Returns how many.
+pub async fn pull(
+    brokers: &str,
+    remote: &str,
+    log: &Log,
+    local: &str,
+    show: bool,
+) -> anyhow::Result<u64> {
+    let client = Client::connect(brokers)
+        .await
+        .with_context(|| format!("connecting to the broker at {brokers} (is it running?)"))?;
+    let mut consumer = Consumer::new(client, ConsumerConfig::default());
+    consumer
+        .assign_all(remote, Offset::Earliest)
+        .await
+        .with_context(|| {
+            format!("reading topic {remote:?} at {brokers}: does it exist? produce to it first")
+        })?;
+    if log.topic(local).is_none() {
+        log.create_topic(local, 1, TopicConfig::default()).await?;
+    }
+    let bar = super::progress(show, 0, &format!("copying {remote} from {brokers}"));
+    let mut copied = 0u64;
+    loop {
+        let records = consumer.poll().await?;
+        if !records.is_empty() {
+            let batch: Vec<Record> = records
+                .into_iter()
+                .map(|r| Record {
+                    key: r.key,
+                    value: r.value,
+                    headers: r.headers,
+                    timestamp: r.timestamp,
+                })
+                .collect();
+            for chunk in batch.chunks(1_000) {
+                log.append_records(local, 0, chunk).await?;
+            }
+            copied += batch.len() as u64;
+            bar.set_position(copied);
+        }
+        if consumer.at_end() {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(copied)
+}
+
+/// Produces every record of partition 0 of `local` to topic `remote` at `brokers` (created
+/// if the broker auto-creates topics), waiting for every acknowledgement. Returns how many.
+pub async fn push(
+    log: &Log,
+    local: &str,
+    brokers: &str,
+    remote: &str,
+    show: bool,
+) -> anyhow::Result<u64> {
+    let client = Client::connect(brokers)
+        .await
+        .with_context(|| format!("connecting to the broker at {brokers} (is it running?)"))?;
+    let producer = Producer::new(client, ProducerConfig::default())?;
+    let mut sent = 0u64;
+    if log.topic(local).is_none() {
+        return Ok(0);
+    }
+    let end = log.bounds(local, 0)?.high_watermark;
+    let bar = super::progress(show, end as u64, &format!("writing {remote} at {brokers}"));
+    let mut offset = log.bounds(local, 0)?.log_start;
+    let mut pending = VecDeque::new();
+    while offset < end {
+        let records = log.read(local, 0, offset, 4 << 20)?.decode_from(offset)?;
+        let Some(last) = records.last() else { break };
+        offset = last.offset + 1;
+        for r in records {
+            let mut out = ProducerRecord::new(remote, r.value.unwrap_or_default())
+                .with_timestamp(r.timestamp);
+            if let Some(k) = r.key {
+                out = out.with_key(k);
+            }
+            pending.push_back(producer.send(out).await?);
+            if pending.len() > 100_000
+                && let Some(d) = pending.pop_front()
+            {
+                d.wait().await?;
+            }
+            sent += 1;
+        }
+        bar.set_position(sent);
+    }
+    producer.flush().await;
+    for d in pending {
+        d.wait()
+            .await
+            .with_context(|| format!("producing results to {remote} at {brokers}"))?;
+    }
+    bar.finish_and_clear();
+    Ok(sent)
+}
