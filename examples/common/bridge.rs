@@ -187,7 +187,7 @@ async fn produce(
             d.wait().await?;
         }
         sent += 1;
-        if sent % 10_000 == 0 {
+        if sent.is_multiple_of(10_000) {
             bar.set_position(sent);
         }
     }
