@@ -90,18 +90,7 @@ pub async fn round_trip(
     show: bool,
 ) -> anyhow::Result<u64> {
     let client = connect(brokers).await?;
-    let exists = client
-        .list_topics()
-        .await
-        .with_context(|| format!("listing the topics at {brokers}"))?
-        .iter()
-        .any(|t| t == remote);
-    if !exists {
-        client
-            .create_topic(NewTopic::new(remote, 1))
-            .await
-            .with_context(|| format!("creating topic {remote} at {brokers}"))?;
-    }
+    ensure_topic(&client, brokers, remote).await?;
     let from = client
         .list_offsets(remote, &[(0, Offset::Latest)])
         .await
@@ -118,7 +107,8 @@ pub async fn round_trip(
 }
 
 /// Produces every record of partition 0 of `local` to topic `remote` at `brokers` (created
-/// if the broker auto-creates topics), waiting for every acknowledgement. Returns how many.
+/// with one partition if missing, even when there is nothing to produce), waiting for every
+/// acknowledgement. Returns how many.
 pub async fn push(
     log: &Log,
     local: &str,
@@ -127,6 +117,7 @@ pub async fn push(
     show: bool,
 ) -> anyhow::Result<u64> {
     let client = connect(brokers).await?;
+    ensure_topic(&client, brokers, remote).await?;
     if log.topic(local).is_none() {
         return Ok(0);
     }
@@ -145,6 +136,23 @@ pub async fn push(
         }));
     }
     produce(client, records, brokers, remote, None, show).await
+}
+
+/// Creates topic `remote` with one partition unless the broker has it.
+async fn ensure_topic(client: &Client, brokers: &str, remote: &str) -> anyhow::Result<()> {
+    let exists = client
+        .list_topics()
+        .await
+        .with_context(|| format!("listing the topics at {brokers}"))?
+        .iter()
+        .any(|t| t == remote);
+    if !exists {
+        client
+            .create_topic(NewTopic::new(remote, 1))
+            .await
+            .with_context(|| format!("creating topic {remote} at {brokers}"))?;
+    }
+    Ok(())
 }
 
 async fn connect(brokers: &str) -> anyhow::Result<Client> {
