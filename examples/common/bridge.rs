@@ -118,23 +118,7 @@ pub async fn push(
 ) -> anyhow::Result<u64> {
     let client = connect(brokers).await?;
     ensure_topic(&client, brokers, remote).await?;
-    if log.topic(local).is_none() {
-        return Ok(0);
-    }
-    let end = log.bounds(local, 0)?.high_watermark;
-    let mut offset = log.bounds(local, 0)?.log_start;
-    let mut records = Vec::new();
-    while offset < end {
-        let batch = log.read(local, 0, offset, 4 << 20)?.decode_from(offset)?;
-        let Some(last) = batch.last() else { break };
-        offset = last.offset + 1;
-        records.extend(batch.into_iter().map(|r| Record {
-            key: r.key,
-            value: r.value,
-            headers: Vec::new(),
-            timestamp: r.timestamp,
-        }));
-    }
+    let records = super::read_all(log, local)?;
     produce(client, records, brokers, remote, None, show).await
 }
 

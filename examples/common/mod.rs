@@ -463,8 +463,8 @@ pub fn described(what: &str, arrivals: [u64; 3]) -> String {
     )
 }
 
-/// Reads every JSON value of partition 0 of `topic`.
-pub fn read_json<T: serde::de::DeserializeOwned>(log: &Log, topic: &str) -> anyhow::Result<Vec<T>> {
+/// Reads every record of partition 0 of `topic` (none if there is no such topic).
+pub fn read_all(log: &Log, topic: &str) -> anyhow::Result<Vec<Record>> {
     let mut out = Vec::new();
     if log.topic(topic).is_none() {
         return Ok(out);
@@ -475,15 +475,25 @@ pub fn read_json<T: serde::de::DeserializeOwned>(log: &Log, topic: &str) -> anyh
         let records = log.read(topic, 0, offset, 4 << 20)?.decode_from(offset)?;
         let Some(last) = records.last() else { break };
         offset = last.offset + 1;
-        for r in records {
-            let v = r.value.as_deref().unwrap_or_default();
-            out.push(
-                serde_json::from_slice(v)
-                    .with_context(|| format!("a record of {topic} is not the JSON expected"))?,
-            );
-        }
+        out.extend(records.into_iter().map(|r| Record {
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+            timestamp: r.timestamp,
+        }));
     }
     Ok(out)
+}
+
+/// Reads every JSON value of partition 0 of `topic`.
+pub fn read_json<T: serde::de::DeserializeOwned>(log: &Log, topic: &str) -> anyhow::Result<Vec<T>> {
+    read_all(log, topic)?
+        .iter()
+        .map(|r| {
+            serde_json::from_slice(r.value.as_deref().unwrap_or_default())
+                .with_context(|| format!("a record of {topic} is not the JSON expected"))
+        })
+        .collect()
 }
 
 /// A progress bar on stderr (hidden when `show` is false or stderr is not a terminal).
