@@ -12,6 +12,10 @@
 //! It prints tables of the results. Prometheus metrics are served on
 //! http://127.0.0.1:9899/metrics while it runs (`--metrics-listen ADDR`, port 0, or `off`).
 //! Each run writes fresh topics `clickstream.r<N>.*` and deletes the earlier run's.
+//!
+//! With `--brokers HOST:PORT` the events are produced to topic `clickstream.clicks` at that
+//! broker first (created if missing), copied from there into the embedded log, and the
+//! result topics are produced back to the broker under the same names.
 
 mod common;
 #[path = "jobs/clickstream.rs"]
@@ -23,5 +27,6 @@ async fn main() -> anyhow::Result<()> {
     let clicks = job::generate(&args.gen_settings());
     let results = job::run(&app, &run, &clicks, true).await?;
     job::print(&results, &run);
+    common::push_outputs(app.log(), &run, true).await?;
     Ok(())
 }

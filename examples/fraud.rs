@@ -10,6 +10,10 @@
 //!
 //! Prometheus metrics are served on http://127.0.0.1:9899/metrics while it runs
 //! (`--metrics-listen ADDR`, port 0, or `off`). Each run deletes the earlier run's topics.
+//!
+//! With `--brokers HOST:PORT` the events are produced to topic `fraud.transactions` at that
+//! broker first (created if missing), copied from there into the embedded log, and the
+//! result topics are produced back to the broker under the same names.
 
 mod common;
 #[path = "jobs/fraud.rs"]
@@ -21,5 +25,6 @@ async fn main() -> anyhow::Result<()> {
     let txns = job::generate(&args.gen_settings());
     let results = job::run(&app, &run, &txns, true).await?;
     job::print(&results, &run);
+    common::push_outputs(app.log(), &run, true).await?;
     Ok(())
 }

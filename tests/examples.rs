@@ -607,12 +607,14 @@ fn options_are_parsed_and_bad_ones_explained() {
         5.0,
         ["--brokers", "127.0.0.1:9092"].map(String::from),
     )
-    .expect_err("remote mode is nexmark's alone")
-    .to_string();
-    assert!(
-        elsewhere.contains("remote mode is not available for clickstream"),
-        "{elsewhere}"
-    );
+    .expect("every example takes --brokers");
+    assert_eq!(elsewhere.brokers.as_deref(), Some("127.0.0.1:9092"));
+    let usage =
+        common::Args::parse_from("clickstream", 10, 5.0, ["--bogus", "1"].map(String::from))
+            .expect_err("an unknown option")
+            .to_string();
+    assert!(!usage.contains("nexmark only"), "{usage}");
+    assert!(usage.contains("topic clickstream.* there"), "{usage}");
     let other = common::Args::parse_from(
         "iot",
         10,
@@ -735,22 +737,8 @@ fn readme_pipeline_is_the_facade_doctest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nexmark_reads_bids_from_a_broker_and_writes_results_back() {
     use nexmark::*;
-    use weir::broker::{Broker, BrokerConfig};
-    use weir::client::{
-        Client, Consumer, ConsumerConfig, NewTopic, Offset, Producer, ProducerConfig,
-        ProducerRecord,
-    };
-    let served = tempfile::tempdir().expect("a temporary directory");
-    let log = weir::log::Log::open(served.path()).expect("the broker's log");
-    let config = BrokerConfig {
-        listen: "127.0.0.1:0".parse().expect("an address"),
-        ..BrokerConfig::default()
-    };
-    let broker = Broker::bind(log, config)
-        .await
-        .expect("a broker on 127.0.0.1");
-    let addr = broker.local_addr().to_string();
-    tokio::spawn(broker.run_until(std::future::pending()));
+    use weir::client::{Client, NewTopic, Producer, ProducerConfig, ProducerRecord};
+    let (addr, _served) = broker().await;
 
     // Someone else produces JSON bids to a topic of two partitions.
     let events = generate(&settings(10_000, 1_000.0, 23));
@@ -797,21 +785,7 @@ async fn nexmark_reads_bids_from_a_broker_and_writes_results_back() {
 
     // The broker holds every result; q2's are exactly the selected bids (in some order:
     // the two input partitions interleave).
-    let client = Client::connect(&addr).await.expect("connecting");
-    let mut consumer = Consumer::new(client, ConsumerConfig::default());
-    consumer
-        .assign_all("results-out", Offset::Earliest)
-        .await
-        .expect("reading the results");
-    let mut out: Vec<serde_json::Value> = Vec::new();
-    loop {
-        for r in consumer.poll().await.expect("polling") {
-            out.push(serde_json::from_slice(r.value.as_deref().unwrap_or_default()).expect("JSON"));
-        }
-        if consumer.at_end() {
-            break;
-        }
-    }
+    let out = read_broker(&addr, "results-out").await;
     assert_eq!(out.len() as u64, pushed);
     let mut q2: Vec<(u64, u64)> = out
         .iter()
@@ -838,4 +812,110 @@ async fn nexmark_reads_bids_from_a_broker_and_writes_results_back() {
         .await
         .expect_err("no such topic");
     assert!(format!("{err:#}").contains("does it exist"), "{err:#}");
+}
+
+/// A broker on 127.0.0.1 (any port) serving a temporary log, running until the test ends.
+async fn broker() -> (String, tempfile::TempDir) {
+    use weir::broker::{Broker, BrokerConfig};
+    let served = tempfile::tempdir().expect("a temporary directory");
+    let log = weir::log::Log::open(served.path()).expect("the broker's log");
+    let config = BrokerConfig {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::bind(log, config)
+        .await
+        .expect("a broker on 127.0.0.1");
+    let addr = broker.local_addr().to_string();
+    tokio::spawn(broker.run_until(std::future::pending()));
+    (addr, served)
+}
+
+/// Every record of every partition of `topic` at `addr`, as JSON.
+async fn read_broker(addr: &str, topic: &str) -> Vec<serde_json::Value> {
+    use weir::client::{Client, Consumer, ConsumerConfig, Offset};
+    let client = Client::connect(addr).await.expect("connecting");
+    let mut consumer = Consumer::new(client, ConsumerConfig::default());
+    consumer
+        .assign_all(topic, Offset::Earliest)
+        .await
+        .expect("reading a topic at the broker");
+    let mut out = Vec::new();
+    loop {
+        for r in consumer.poll().await.expect("polling") {
+            out.push(serde_json::from_slice(r.value.as_deref().unwrap_or_default()).expect("JSON"));
+        }
+        if consumer.at_end() {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickstream_with_brokers_goes_through_the_broker_and_writes_the_same_results_back() {
+    use clickstream::*;
+    let (addr, _served) = broker().await;
+    let clicks = generate(&settings(20_000, 5.0, 11));
+    let (app, local_run, _dir) = fresh_app("clickstream").await;
+    clickstream::run(&app, &local_run, &clicks, false)
+        .await
+        .expect("the embedded run");
+
+    let (remote_app, run, _remote_dir) = fresh_app("clickstream").await;
+    let run = run.remote(Some(addr.clone()));
+    let r = clickstream::run(&remote_app, &run, &clicks, false)
+        .await
+        .expect("the run through the broker");
+    // The generated clicks are at the broker for outside consumers, in one partition.
+    let at_broker = read_broker(&addr, "clickstream.clicks").await;
+    let sent: Vec<serde_json::Value> = clicks
+        .iter()
+        .map(|(c, _)| serde_json::to_value(c).expect("a click as JSON"))
+        .collect();
+    assert_eq!(at_broker, sent);
+    assert_eq!(r.late_views, late_count(&clicks));
+
+    let pushed = common::push_outputs(remote_app.log(), &run, false)
+        .await
+        .expect("producing the results back");
+    let names: Vec<&str> = pushed.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        names,
+        ["views-per-page", "top-pages", "sessions"].map(|t| run.name(t))
+    );
+    for (topic, n) in &pushed {
+        let what = topic
+            .strip_prefix(&run.prefix)
+            .expect("under the run's prefix");
+        let mut embedded: Vec<serde_json::Value> =
+            common::read_json(app.log(), &local_run.name(what)).expect("the embedded results");
+        let mut remote = read_broker(&addr, topic).await;
+        assert!(!embedded.is_empty(), "no {what}: make the run longer");
+        assert_eq!(*n, embedded.len() as u64, "{what} produced");
+        let order = |v: &mut Vec<serde_json::Value>| v.sort_by_key(|x| x.to_string());
+        order(&mut embedded);
+        order(&mut remote);
+        assert_eq!(
+            remote, embedded,
+            "{what} at the broker and in the embedded run"
+        );
+    }
+
+    // A later run appends to the broker's topic but copies only its own events.
+    let again = Run::fresh(remote_app.log(), "clickstream")
+        .await
+        .expect("a second run")
+        .remote(Some(addr.clone()));
+    let topic =
+        common::append_generated(remote_app.log(), &again, "clicks", &clicks, |c| c.at, false)
+            .await
+            .expect("a second round trip");
+    let copied: Vec<serde_json::Value> =
+        common::read_json(remote_app.log(), &topic).expect("the copy");
+    assert_eq!(copied, sent);
+    assert_eq!(
+        read_broker(&addr, "clickstream.clicks").await.len(),
+        2 * sent.len()
+    );
 }

@@ -38,8 +38,8 @@ pub struct Args {
     pub seed: u64,
     /// Where the embedded log lives.
     pub data: PathBuf,
-    /// A remote broker: nexmark copies its input from there and its results back; the
-    /// other examples refuse it with an explanation.
+    /// A remote broker: the generated events go there first (nexmark: its input is read
+    /// from there), and the results are produced back (see [`bridge`]).
     pub brokers: Option<String>,
     /// Where /metrics listens; `None` when turned off.
     pub metrics_listen: Option<SocketAddr>,
@@ -127,23 +127,13 @@ impl Args {
                 _ => bail!("unknown option {flag}\n\n{}", usage(example, events, rate)),
             }
         }
-        match (&a.brokers, example, &a.input_topic) {
-            (None, _, _) | (Some(_), "nexmark", Some(_)) => {}
-            (Some(b), "nexmark", None) => bail!(
+        if let (Some(b), "nexmark", None) = (&a.brokers, example, &a.input_topic) {
+            bail!(
                 "--brokers {b}: nexmark reads bids from the broker in remote mode: add \
                  --input-topic T (a topic of JSON bids there), or leave out --brokers to \
                  generate them into {}",
                 a.data.display()
-            ),
-            (Some(b), _, _) => bail!(
-                "--brokers {b}: remote mode is not available for {example}: weir-stream \
-                 pipelines run on the embedded log only (nexmark copies a broker's topic in \
-                 and its results out). Run without --brokers (the job uses {}); to serve its \
-                 topics to Kafka clients afterwards, run `weir broker --data {}` once the \
-                 job has finished.",
-                a.data.display(),
-                a.data.display()
-            ),
+            );
         }
         Ok(a)
     }
@@ -166,8 +156,15 @@ fn usage(example: &str, events: u64, rate: f64) -> String {
          \x20 --seed S                random seed (default 42)\n\
          \x20 --data DIR              the embedded log (default ./weir-data)\n\
          \x20 --metrics-listen ADDR   /metrics address, port 0 picks one, or off (default 127.0.0.1:9899)\n\
-         \x20 --brokers HOST:PORT     a remote broker (nexmark only, with --input-topic)"
+         \x20 --brokers HOST:PORT     a remote broker: "
     );
+    if example == "nexmark" {
+        s.push_str("read bids from it (with --input-topic), results back to it");
+    } else {
+        s.push_str(&format!(
+            "events go to topic {example}.* there, results back to it"
+        ));
+    }
     if example == "nexmark" {
         s.push_str(
             "\n  --input-topic T         read JSON bids from topic T instead of generating\n\
@@ -279,10 +276,20 @@ impl Clock {
 
 /// A run's names: topics and pipelines are prefixed `<example>.r<N>.` so that examples do
 /// not collide, and each run starts fresh (a pipeline's checkpoint is kept under its name).
+///
+/// In remote mode (`brokers`) the generated input goes through the broker (see
+/// [`append_generated`]) and the topics named with [`Run::output`] are produced back to it
+/// by [`push_outputs`].
 #[derive(Debug, Clone)]
 pub struct Run {
     /// The prefix, ending in a dot.
     pub prefix: String,
+    /// The example's name.
+    pub example: String,
+    /// The remote broker, if any.
+    pub brokers: Option<String>,
+    /// The result topics named so far.
+    outputs: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Run {
@@ -308,7 +315,35 @@ impl Run {
         }
         Ok(Self {
             prefix: format!("{example}.r{next}."),
+            example: example.to_string(),
+            brokers: None,
+            outputs: Arc::default(),
         })
+    }
+
+    /// This run in remote mode: through the broker at `brokers`.
+    pub fn remote(mut self, brokers: Option<String>) -> Self {
+        self.brokers = brokers;
+        self
+    }
+
+    /// The name of a result topic under this run's prefix, remembered for
+    /// [`push_outputs`].
+    pub fn output(&self, what: &str) -> String {
+        let name = self.name(what);
+        let mut outputs = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+        if !outputs.contains(&name) {
+            outputs.push(name.clone());
+        }
+        name
+    }
+
+    /// The result topics named with [`Run::output`], in the order named.
+    pub fn outputs(&self) -> Vec<String> {
+        self.outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A name under this run's prefix.
@@ -354,16 +389,58 @@ pub async fn append_json<T: Serialize>(
     Ok(())
 }
 
-/// Appends generated events (in their order, with their event times) to `topic`.
+/// Appends generated events (in their order, with their event times) to the run's topic
+/// `input` and returns its name. In remote mode they are produced as JSON to topic
+/// `<example>.<input>` at the broker first (where outside consumers see them) and copied
+/// from there.
 pub async fn append_generated<T: Serialize>(
     log: &Log,
-    topic: &str,
+    run: &Run,
+    input: &str,
     events: &[(T, Arrival)],
     time: impl Fn(&T) -> i64,
     show: bool,
-) -> anyhow::Result<()> {
-    let records: Vec<(i64, &T)> = events.iter().map(|(e, _)| (time(e), e)).collect();
-    append_json(log, topic, &records, show).await
+) -> anyhow::Result<String> {
+    let topic = run.name(input);
+    let Some(brokers) = &run.brokers else {
+        let records: Vec<(i64, &T)> = events.iter().map(|(e, _)| (time(e), e)).collect();
+        append_json(log, &topic, &records, show).await?;
+        return Ok(topic);
+    };
+    let records = events
+        .iter()
+        .map(|(e, _)| Ok(Record::value(time(e), serde_json::to_vec(e)?)))
+        .collect::<Result<Vec<_>, serde_json::Error>>()?;
+    let remote = format!("{}.{input}", run.example);
+    let n = bridge::round_trip(records, brokers, &remote, log, &topic, show).await?;
+    if show {
+        println!(
+            "produced {} events to {remote} at {brokers} and copied them into {topic}",
+            thousands(n)
+        );
+    }
+    Ok(topic)
+}
+
+/// In remote mode, produces each result topic of the run ([`Run::output`]) to the broker
+/// under the same name and says where they went; returns (topic, records) of each. Does
+/// nothing without a broker.
+pub async fn push_outputs(log: &Log, run: &Run, show: bool) -> anyhow::Result<Vec<(String, u64)>> {
+    let Some(brokers) = &run.brokers else {
+        return Ok(Vec::new());
+    };
+    let mut pushed = Vec::new();
+    for topic in run.outputs() {
+        let n = bridge::push(log, &topic, brokers, &topic, show).await?;
+        pushed.push((topic, n));
+    }
+    if show {
+        println!("\nresults produced to the broker at {brokers}:");
+        for (topic, n) in &pushed {
+            println!("  {topic} ({} records)", thousands(n));
+        }
+    }
+    Ok(pushed)
 }
 
 /// How many events arrived in order, out of order and late.
@@ -386,8 +463,8 @@ pub fn described(what: &str, arrivals: [u64; 3]) -> String {
     )
 }
 
-/// Reads every JSON value of partition 0 of `topic`.
-pub fn read_json<T: serde::de::DeserializeOwned>(log: &Log, topic: &str) -> anyhow::Result<Vec<T>> {
+/// Reads every record of partition 0 of `topic` (none if there is no such topic).
+pub fn read_all(log: &Log, topic: &str) -> anyhow::Result<Vec<Record>> {
     let mut out = Vec::new();
     if log.topic(topic).is_none() {
         return Ok(out);
@@ -398,15 +475,25 @@ pub fn read_json<T: serde::de::DeserializeOwned>(log: &Log, topic: &str) -> anyh
         let records = log.read(topic, 0, offset, 4 << 20)?.decode_from(offset)?;
         let Some(last) = records.last() else { break };
         offset = last.offset + 1;
-        for r in records {
-            let v = r.value.as_deref().unwrap_or_default();
-            out.push(
-                serde_json::from_slice(v)
-                    .with_context(|| format!("a record of {topic} is not the JSON expected"))?,
-            );
-        }
+        out.extend(records.into_iter().map(|r| Record {
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+            timestamp: r.timestamp,
+        }));
     }
     Ok(out)
+}
+
+/// Reads every JSON value of partition 0 of `topic`.
+pub fn read_json<T: serde::de::DeserializeOwned>(log: &Log, topic: &str) -> anyhow::Result<Vec<T>> {
+    read_all(log, topic)?
+        .iter()
+        .map(|r| {
+            serde_json::from_slice(r.value.as_deref().unwrap_or_default())
+                .with_context(|| format!("a record of {topic} is not the JSON expected"))
+        })
+        .collect()
 }
 
 /// A progress bar on stderr (hidden when `show` is false or stderr is not a terminal).
@@ -433,7 +520,9 @@ pub async fn start(example: &str, events: u64, rate: f64) -> anyhow::Result<(Arg
     let args = Args::parse(example, events, rate)?;
     serve_metrics(args.metrics_listen).await?;
     let app = App::open(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
-    let run = Run::fresh(app.log(), example).await?;
+    let run = Run::fresh(app.log(), example)
+        .await?
+        .remote(args.brokers.clone());
     Ok((args, app, run))
 }
 

@@ -90,8 +90,7 @@ pub async fn run(
     clicks: &[(Click, Arrival)],
     show: bool,
 ) -> anyhow::Result<Results> {
-    let topic = run.name("clicks");
-    common::append_generated(app.log(), &topic, clicks, |c| c.at, show).await?;
+    let topic = common::append_generated(app.log(), run, "clicks", clicks, |c| c.at, show).await?;
     let source = || {
         Topic::json(topic.clone())
             .event_time(|c: &Click| c.at)
@@ -108,10 +107,10 @@ pub async fn run(
     let (counts, for_top) = common::tee(counts);
     counts
         .map(|(_, w)| w)
-        .sink(Topic::json(run.name("views-per-page")));
+        .sink(Topic::json(run.output("views-per-page")));
     for_top
         .operator(TopNOp::new(TOP))
-        .sink(Topic::json(run.name("top-pages")));
+        .sink(Topic::json(run.output("top-pages")));
 
     let sessions = app.pipeline(&run.name("sessions"));
     sessions
@@ -121,7 +120,7 @@ pub async fn run(
         .count()
         .into_stream()
         .map(|(_, w)| w)
-        .sink(Topic::json(run.name("sessions")));
+        .sink(Topic::json(run.output("sessions")));
 
     let metrics = [views.metrics(), sessions.metrics()];
     let took = common::run_to_end(

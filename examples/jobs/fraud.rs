@@ -192,8 +192,8 @@ pub async fn run(
     txns: &[(Txn, Arrival)],
     show: bool,
 ) -> anyhow::Result<Results> {
-    let topic = run.name("transactions");
-    common::append_generated(app.log(), &topic, txns, |t| t.at, show).await?;
+    let topic =
+        common::append_generated(app.log(), run, "transactions", txns, |t| t.at, show).await?;
 
     let p = app.pipeline(&run.name("fraud"));
     let source = p.source::<Txn>(
@@ -221,10 +221,10 @@ pub async fn run(
         .filter(|_, w| w.value.count >= BURST)
         .into_stream()
         .map(|(_, w)| w)
-        .sink(Topic::json(run.name("bursts")));
+        .sink(Topic::json(run.output("bursts")));
     for_average
         .operator(RunningAverage::default())
-        .sink(Topic::json(run.name("outliers")));
+        .sink(Topic::json(run.output("outliers")));
 
     let metrics = [p.metrics()];
     let took = common::run_to_end(app, &metrics, txns.len() as u64, show, "running fraud").await?;

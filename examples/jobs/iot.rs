@@ -222,8 +222,8 @@ pub async fn run(
     readings: &[(Reading, Arrival)],
     show: bool,
 ) -> anyhow::Result<Results> {
-    let topic = run.name("readings");
-    common::append_generated(app.log(), &topic, readings, |r| r.at, show).await?;
+    let topic =
+        common::append_generated(app.log(), run, "readings", readings, |r| r.at, show).await?;
 
     let p = app.pipeline(&run.name("device-stats"));
     let stats = p
@@ -237,16 +237,16 @@ pub async fn run(
             Tumbling::every(Duration::from_millis(WINDOW_MS as u64))
                 .grace(Duration::from_millis(GRACE_MS as u64)),
         )
-        .late(Topic::json(run.name("late-readings")))
+        .late(Topic::json(run.output("late-readings")))
         .aggregate(Stats::EMPTY, |s, r| s.add(r.celsius))
         .into_stream();
     let (stats, for_alerts) = common::tee(stats);
     stats
         .map(|(_, w)| w)
-        .sink(Topic::json(run.name("device-stats")));
+        .sink(Topic::json(run.output("device-stats")));
     for_alerts
         .operator(HotStreaks::default())
-        .sink(Topic::json(run.name("alerts")));
+        .sink(Topic::json(run.output("alerts")));
 
     let metrics = [p.metrics()];
     let took = common::run_to_end(

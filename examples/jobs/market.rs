@@ -124,8 +124,7 @@ pub async fn run(
     trades: &[(Trade, Arrival)],
     show: bool,
 ) -> anyhow::Result<Results> {
-    let topic = run.name("trades");
-    common::append_generated(app.log(), &topic, trades, |t| t.at, show).await?;
+    let topic = common::append_generated(app.log(), run, "trades", trades, |t| t.at, show).await?;
 
     let p = app.pipeline(&run.name("vwap"));
     let trades_in = p.source::<Trade>(
@@ -142,7 +141,7 @@ pub async fn run(
             .aggregate(Volume::default(), Volume::add)
             .into_stream()
             .map(|(_, w)| w)
-            .sink(Topic::json(run.name(name)));
+            .sink(Topic::json(run.output(name)));
     }
 
     let metrics = [p.metrics()];
