@@ -10,6 +10,8 @@ use bytes::{Buf, Bytes};
 
 use crate::error::BatchError;
 
+/// Most records a compressed batch may claim per byte of its compressed records.
+const MAX_RECORDS_PER_COMPRESSED_BYTE: usize = 256;
 /// Fewest bytes one uncompressed record takes.
 const MIN_RECORD_LEN: usize = 7;
 /// Bytes in a v2 batch header, up to the first record.
@@ -186,14 +188,27 @@ pub fn validate(bytes: &[u8], max_size: usize) -> Result<BatchHeader, BatchError
     // An uncompressed record takes at least 7 bytes (length, attributes, timestamp and
     // offset deltas, key and value lengths, header count); a count beyond that is a lie that
     // would make readers allocate for records that are not there.
-    if h.compression() == Compression::None
-        && h.record_count as usize > (bytes.len() - HEADER_LEN) / MIN_RECORD_LEN
-    {
+    // Compressed records are not counted here (no codecs in this crate), but no codec packs
+    // more than a few hundred empty records into a byte: a count beyond that is a lie that
+    // would make offsets jump by billions.
+    let body = bytes.len() - HEADER_LEN;
+    let room = match h.compression() {
+        Compression::None => body / MIN_RECORD_LEN,
+        _ => body.saturating_mul(MAX_RECORDS_PER_COMPRESSED_BYTE),
+    };
+    if h.record_count as usize > room {
         return Err(BatchError::Inconsistent(
             "record count exceeds what the batch can hold",
         ));
     }
-    if h.last_offset_delta < 0 || (!h.is_control() && h.last_offset_delta != h.record_count - 1) {
+    // Control batches (transaction markers) are the broker's to write; a producer's would
+    // advance offsets past records no consumer shows.
+    if h.is_control() {
+        return Err(BatchError::Inconsistent(
+            "control batches are written by the broker, not by producers",
+        ));
+    }
+    if h.last_offset_delta != h.record_count - 1 {
         return Err(BatchError::Inconsistent(
             "last offset delta is not record count - 1",
         ));
@@ -536,10 +551,10 @@ pub fn decode(batch: &Bytes) -> Result<Vec<StoredRecord>, BatchError> {
         let timestamp = if h.is_log_append_time() {
             h.max_timestamp
         } else {
-            h.base_timestamp + ts_delta
+            h.base_timestamp.wrapping_add(ts_delta)
         };
         out.push(StoredRecord {
-            offset: h.base_offset + off_delta,
+            offset: h.base_offset.wrapping_add(off_delta),
             timestamp,
             key,
             value,
@@ -633,6 +648,38 @@ mod tests {
         // A reader handed such bytes anyway fails on the missing records, without a huge
         // allocation first.
         assert!(decode(&Bytes::from(b)).is_err());
+    }
+
+    fn with_header(mut b: Vec<u8>, attributes: i16, count: i32, last_delta: i32) -> Vec<u8> {
+        b[21..23].copy_from_slice(&attributes.to_be_bytes());
+        b[23..27].copy_from_slice(&last_delta.to_be_bytes());
+        b[57..61].copy_from_slice(&count.to_be_bytes());
+        let crc = crc32c::crc32c(&b[CRC_START..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn a_producers_control_batch_is_refused() {
+        // A control batch claiming a billion offsets would leave a hole no consumer shows.
+        let b = with_header(encode(&[Record::value(1, "x")]), 0x20, 1, 1_000_000_000);
+        let e = validate(&b, usize::MAX).unwrap_err();
+        assert!(
+            matches!(e, BatchError::Inconsistent(m) if m.contains("control")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_compressed_batch_cannot_claim_billions_of_records() {
+        let b = with_header(encode(&[Record::value(1, "x")]), 1, i32::MAX, i32::MAX - 1);
+        assert!(matches!(
+            validate(&b, usize::MAX),
+            Err(BatchError::Inconsistent(_))
+        ));
+        // A plausible compressed count passes the header checks.
+        let ok = with_header(encode(&[Record::value(1, "x")]), 1, 100, 99);
+        assert_eq!(validate(&ok, usize::MAX).unwrap().record_count, 100);
     }
 
     #[test]

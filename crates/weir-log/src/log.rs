@@ -308,7 +308,7 @@ impl Log {
         self.inner
             .published
             .read()
-            .expect("published map lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(topic)
             .cloned()
             .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))
@@ -351,7 +351,11 @@ impl Log {
 
     /// All topics, sorted by name.
     pub fn topics(&self) -> Vec<TopicMeta> {
-        let map = self.inner.published.read().expect("published map lock");
+        let map = self
+            .inner
+            .published
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut v: Vec<_> = map.values().map(|t| t.meta.clone()).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v

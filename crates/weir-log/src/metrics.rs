@@ -169,7 +169,9 @@ impl Collector for &'static BoundsCollector {
         .expect("valid");
         let parts =
             IntGauge::new(names::LOG_PARTITIONS, "Partitions across all topics.").expect("valid");
-        let map = published.read().expect("published map lock");
+        let map = published
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (name, t) in map.iter() {
             let mut bytes = 0u64;
             for (p, h) in t.parts.iter().enumerate() {

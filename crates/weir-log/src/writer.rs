@@ -867,7 +867,11 @@ impl Writer {
         if changes.is_empty() {
             return;
         }
-        let mut map = self.published.write().expect("published map lock");
+        // A panic elsewhere while the lock was held must not take every reader down.
+        let mut map = self
+            .published
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for c in changes {
             match c {
                 Change::Created(name) => {
@@ -879,9 +883,13 @@ impl Writer {
                     map.remove(&name);
                 }
                 Change::Partition(name, p) => {
-                    if let (Some(h), Some(t)) = (map.get(&name), self.topics.get(&name)) {
-                        let s = t.parts[p];
-                        let ph = &h.parts[p];
+                    // The topic may have been deleted and created again (with other
+                    // partitions) later in the same group: only the same incarnation's
+                    // handle takes the new bounds; `Created` publishes the new one whole.
+                    if let (Some(h), Some(t)) = (map.get(&name), self.topics.get(&name))
+                        && h.meta.id == t.meta.id
+                        && let (Some(ph), Some(s)) = (h.parts.get(p), t.parts.get(p))
+                    {
                         ph.log_start.store(s.log_start, Ordering::Release);
                         ph.bytes.store(s.bytes, Ordering::Release);
                         ph.high_watermark.send_replace(s.next);
