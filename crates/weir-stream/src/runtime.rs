@@ -189,10 +189,13 @@ impl Runner {
             let Ok(h) = BatchHeader::parse(&rest) else {
                 break;
             };
-            end = end.max(h.last_offset() + 1);
             let one = rest.split_to(h.total_len().min(rest.len()));
             match batch::decode(&one) {
                 Ok(recs) => out.extend(recs.into_iter().filter(|r| r.offset >= from)),
+                // Dead-letter a bad batch only at the head of a fetch: with records before it,
+                // a checkpoint could commit its dead letter with an offset below it (when the
+                // records are fed in parts) and a restart would dead-letter it again.
+                Err(_) if !out.is_empty() => return (out, h.base_offset),
                 Err(e) => {
                     let i = &self.task.inputs[idx];
                     self.task.cx.metrics.add(Counter::DeadLetters, 1);
@@ -208,6 +211,7 @@ impl Runner {
                     lock(&self.task.graph.dead_letters).push_output(&letter);
                 }
             }
+            end = end.max(h.last_offset() + 1);
         }
         (out, end)
     }
