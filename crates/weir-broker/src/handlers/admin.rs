@@ -96,8 +96,13 @@ pub(crate) fn create_topics(
     req: CreateTopicsRequest,
 ) -> Outcome<CreateTopicsResponse> {
     let mut jobs = Vec::with_capacity(req.topics.len());
+    // Counted once: a request may name hundreds of thousands of topics.
+    let mut named: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for t in &req.topics {
-        let dup = req.topics.iter().filter(|o| o.name == t.name).count() > 1;
+        *named.entry(t.name.as_str()).or_default() += 1;
+    }
+    for t in &req.topics {
+        let dup = named.get(t.name.as_str()).copied().unwrap_or(0) > 1;
         let checked = if dup {
             Err((
                 ResponseError::InvalidRequest,
