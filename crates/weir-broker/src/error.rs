@@ -39,6 +39,7 @@ pub(crate) fn log_error_code(e: &LogError) -> ResponseError {
         LogError::TopicExists(_) => ResponseError::TopicAlreadyExists,
         LogError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         LogError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+        LogError::InvalidGroup(_) => ResponseError::InvalidGroupId,
         LogError::Closed | LogError::Storage(_) | LogError::Io(_) => {
             ResponseError::KafkaStorageError
         }

@@ -151,6 +151,9 @@ pub enum LogError {
     /// A state table name that is empty or too long.
     #[error("invalid state table name {0:?}: use 1 to 200 characters")]
     InvalidStateTable(String),
+    /// A consumer group id longer than the 65,535 bytes its stored key can hold.
+    #[error("invalid group id of {0} bytes: a group id can be at most 65535 bytes long")]
+    InvalidGroup(usize),
     /// The writer has shut down (the log is closing).
     #[error("the log is closed")]
     Closed,

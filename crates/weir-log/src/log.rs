@@ -390,6 +390,16 @@ impl Log {
             let max = t.meta.config.max_message_bytes.max(0) as usize;
             a.batches = batch::split_and_validate(a.payload.clone(), max)?;
         }
+        // Offset keys hold a group id's length in 16 bits; a longer one would be cut and
+        // collide with another group's.
+        let groups = unit
+            .offsets
+            .iter()
+            .map(|c| &c.group)
+            .chain(&unit.deleted_groups);
+        if let Some(g) = groups.into_iter().find(|g| g.len() > usize::from(u16::MAX)) {
+            return Err(LogError::InvalidGroup(g.len()));
+        }
         Ok(())
     }
 

@@ -415,3 +415,24 @@ fn a_log_open_elsewhere_is_refused_with_a_reason() {
     // The first handle is unharmed.
     still_appends(&log, 1);
 }
+
+#[test]
+fn a_group_id_too_long_for_its_key_is_refused_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = weir_log::Log::open(dir.path()).unwrap();
+    let long = "g".repeat(70_000);
+    let at = weir_log::CommittedOffset {
+        offset: 1,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp: 0,
+    };
+    let mut unit = weir_log::Unit::new();
+    unit.commit_offset(&long, "t", 0, at);
+    let e = log.commit(unit).wait().unwrap_err();
+    assert!(matches!(e, weir_log::LogError::InvalidGroup(70_000)), "{e}");
+    assert!(
+        log.groups_with_offsets().unwrap().is_empty(),
+        "nothing was written"
+    );
+}
