@@ -121,10 +121,7 @@ impl AsRef<Groups> for Ctx {
 impl Ctx {
     /// A topic by its Kafka id.
     pub fn topic_by_id(&self, id: uuid::Uuid) -> Option<TopicMeta> {
-        self.log
-            .topics()
-            .into_iter()
-            .find(|t| t.uuid == *id.as_bytes())
+        self.log.topic_by_uuid(id.as_bytes())
     }
 
     /// Creates `names` with the default partition count; an existing topic counts as done.

@@ -361,6 +361,18 @@ impl Log {
         v
     }
 
+    /// The topic with this Kafka topic id (Metadata v10+, Produce/Fetch v13+), if any.
+    pub fn topic_by_uuid(&self, uuid: &[u8; 16]) -> Option<TopicMeta> {
+        let map = self
+            .inner
+            .published
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.values()
+            .find(|t| t.meta.uuid == *uuid)
+            .map(|t| t.meta.clone())
+    }
+
     /// One topic's description, if it exists.
     pub fn topic(&self, name: &str) -> Option<TopicMeta> {
         self.topic_handle(name).ok().map(|t| t.meta.clone())

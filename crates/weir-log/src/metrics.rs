@@ -94,11 +94,17 @@ struct BoundsCollector {
 fn bounds_collector() -> &'static BoundsCollector {
     static C: OnceLock<&'static BoundsCollector> = OnceLock::new();
     C.get_or_init(|| {
-        let proto = gauges();
-        let descs = proto
-            .iter()
-            .flat_map(|g| g.desc().into_iter().cloned())
-            .collect();
+        let proto = BoundGauges::new();
+        let descs = [
+            proto.size.desc(),
+            proto.start.desc(),
+            proto.end.desc(),
+            proto.parts.desc(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
         let c: &'static BoundsCollector = Box::leak(Box::new(BoundsCollector {
             logs: Mutex::new(Vec::new()),
             descs,
@@ -108,31 +114,47 @@ fn bounds_collector() -> &'static BoundsCollector {
     })
 }
 
-fn gauges() -> [Box<dyn Collector>; 4] {
-    let g = |name: &str, help: &str, labels: &[&str]| -> IntGaugeVec {
-        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge")
-    };
-    [
-        Box::new(g(
-            names::LOG_SIZE,
-            "Bytes of record batches stored.",
-            &["topic"],
-        )),
-        Box::new(g(
-            names::LOG_START_OFFSET,
-            "First offset still stored.",
-            &["topic", "partition"],
-        )),
-        Box::new(g(
-            names::LOG_END_OFFSET,
-            "Next offset to be written (high watermark).",
-            &["topic", "partition"],
-        )),
-        Box::new(
-            IntGauge::new(names::LOG_PARTITIONS, "Partitions across all topics.")
+/// The bound gauges, built fresh for each scrape (and once for their descriptions).
+struct BoundGauges {
+    size: IntGaugeVec,
+    start: IntGaugeVec,
+    end: IntGaugeVec,
+    parts: IntGauge,
+}
+
+impl BoundGauges {
+    fn new() -> Self {
+        let g = |name: &str, help: &str, labels: &[&str]| -> IntGaugeVec {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge")
+        };
+        Self {
+            size: g(
+                names::LOG_SIZE,
+                "Bytes of record batches stored.",
+                &["topic"],
+            ),
+            start: g(
+                names::LOG_START_OFFSET,
+                "First offset still stored.",
+                &["topic", "partition"],
+            ),
+            end: g(
+                names::LOG_END_OFFSET,
+                "Next offset to be written (high watermark).",
+                &["topic", "partition"],
+            ),
+            parts: IntGauge::new(names::LOG_PARTITIONS, "Partitions across all topics.")
                 .expect("valid gauge"),
-        ),
-    ]
+        }
+    }
+
+    fn families(&self) -> Vec<MetricFamily> {
+        let mut out = self.size.collect();
+        out.extend(self.start.collect());
+        out.extend(self.end.collect());
+        out.extend(self.parts.collect());
+        out
+    }
 }
 
 impl Collector for &'static BoundsCollector {
@@ -149,26 +171,13 @@ impl Collector for &'static BoundsCollector {
         let Some(published) = live else {
             return Vec::new();
         };
-        let size = IntGaugeVec::new(
-            Opts::new(names::LOG_SIZE, "Bytes of record batches stored."),
-            &["topic"],
-        )
-        .expect("valid");
-        let start = IntGaugeVec::new(
-            Opts::new(names::LOG_START_OFFSET, "First offset still stored."),
-            &["topic", "partition"],
-        )
-        .expect("valid");
-        let end = IntGaugeVec::new(
-            Opts::new(
-                names::LOG_END_OFFSET,
-                "Next offset to be written (high watermark).",
-            ),
-            &["topic", "partition"],
-        )
-        .expect("valid");
-        let parts =
-            IntGauge::new(names::LOG_PARTITIONS, "Partitions across all topics.").expect("valid");
+        let gauges = BoundGauges::new();
+        let BoundGauges {
+            size,
+            start,
+            end,
+            parts,
+        } = &gauges;
         let map = published
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -186,11 +195,8 @@ impl Collector for &'static BoundsCollector {
             size.with_label_values(&[name]).set(bytes as i64);
             parts.add(t.parts.len() as i64);
         }
-        let mut out = size.collect();
-        out.extend(start.collect());
-        out.extend(end.collect());
-        out.extend(parts.collect());
-        out
+        drop(map);
+        gauges.families()
     }
 }
 
